@@ -1,0 +1,23 @@
+"""A policy that always asks for the same size: the baseline of every comparison."""
+
+from __future__ import annotations
+
+from .base import Decision, Observation, Param, Policy
+
+
+class FixedPolicy(Policy):
+    """Always ``n`` workers (clamped to the observation's bounds).
+
+    ``FixedPolicy(8)`` or ``FixedPolicy(n=8)``.
+    """
+
+    name = "fixed"
+    PARAMS = (Param("n", 8, 1, 4096, 1, "the fixed number of workers", int),)
+
+    def __init__(self, n: int | None = None, **params: object) -> None:
+        if n is not None:
+            params["n"] = n
+        super().__init__(**params)
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision(obs.clamp(self.n), f"fixed at {self.n}")

@@ -1,0 +1,47 @@
+"""Policies by name, for the CLI (``--policy NAME --set key=value``) and notebooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Policy
+
+_REGISTRY: dict[str, type[Policy]] = {}
+
+
+def register_policy(cls: type[Policy]) -> type[Policy]:
+    """Register a policy class under ``cls.name`` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Policy)):
+        raise TypeError(f"{cls!r} is not a Policy subclass")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_policies() -> list[str]:
+    """Names of the registered policies, sorted."""
+    return sorted(_REGISTRY)
+
+
+def policy_class(name: str) -> type[Policy]:
+    """The policy class registered as ``name``; ValueError lists the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(available_policies())
+        raise ValueError(f"unknown policy {name!r}; known policies: {known}") from None
+
+
+def make_policy(name: str, **params: Any) -> Policy:
+    """Build the policy registered as ``name`` with validated parameters."""
+    return policy_class(name)(**params)
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, str]:
+    """Parse CLI ``key=value`` strings; values stay strings (Param.validate converts)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
