@@ -1,7 +1,11 @@
 """Scaling policies: pure objects mapping an Observation to a Decision."""
 
+from .aimd import AIMDPolicy
 from .base import Decision, Observation, Param, Policy, UnknownParameterError, clamp_target
 from .fixed import FixedPolicy
+from .gradient import Gradient2Policy, VegasPolicy
+from .hill_climbing import HillClimbingPolicy
+from .occupancy import OccupancyPolicy
 from .registry import (
     available_policies,
     make_policy,
@@ -9,20 +13,41 @@ from .registry import (
     policy_class,
     register_policy,
 )
+from .target_tracking import TargetTrackingPolicy
 from .threshold import SEED_DEFAULTS, ThresholdPolicy, seed_cores
+from .utilization_band import UtilizationBandPolicy
 
-for _cls in (ThresholdPolicy, FixedPolicy):
+#: The ports of the field's controllers (issue 4), in the order the docs list them.
+ANCHOR_POLICIES = (
+    HillClimbingPolicy,
+    AIMDPolicy,
+    Gradient2Policy,
+    VegasPolicy,
+    TargetTrackingPolicy,
+    OccupancyPolicy,
+    UtilizationBandPolicy,
+)
+
+for _cls in (ThresholdPolicy, FixedPolicy, *ANCHOR_POLICIES):
     register_policy(_cls)
 
 __all__ = [
+    "ANCHOR_POLICIES",
     "SEED_DEFAULTS",
+    "AIMDPolicy",
     "Decision",
     "FixedPolicy",
+    "Gradient2Policy",
+    "HillClimbingPolicy",
     "Observation",
+    "OccupancyPolicy",
     "Param",
     "Policy",
+    "TargetTrackingPolicy",
     "ThresholdPolicy",
     "UnknownParameterError",
+    "UtilizationBandPolicy",
+    "VegasPolicy",
     "available_policies",
     "clamp_target",
     "make_policy",
