@@ -202,7 +202,7 @@ class HillClimbingPolicy(Policy):
             move = 0.0
         cpu = obs.process_cpu_percent if self.process_cpu else obs.cpu_percent
         if move > 0.0 and cpu > self.cpu_high:  # NaN CPU: comparison False, no guard
-            notes.append(f"cpu {cpu:.0f}% > {self.cpu_high:g}%: refused +{move:.2f}")
+            notes.append(f"cpu {cpu:.0f}% > {self.cpu_high:g}%: refused +{move:.3f}")
             move = 0.0
         elif not math.isfinite(cpu):
             notes.append("cpu unknown: no CPU guard")
