@@ -104,15 +104,6 @@ def scale_event_points(trace: Trace) -> tuple[np.ndarray, np.ndarray, list[str]]
     return x, y, text
 
 
-def replay_columns(replayed: Trace) -> tuple[np.ndarray, np.ndarray]:
-    """Time and the replayed size: ``target`` (open loop) or ``workers`` (closed loop)."""
-    cols = trace_columns(replayed)
-    y = cols.get("target")
-    if y is None:
-        y = cols["workers"]
-    return cols["t"], y
-
-
 def _title(trace: Trace, title: str | None) -> str:
     if title is not None:
         return title
@@ -131,6 +122,70 @@ def _title(trace: Trace, title: str | None) -> str:
 
 
 # -- the trace view -----------------------------------------------------------------
+#: Recorded traces of :func:`trace_figure`: name -> (row, column, style).
+_RECORDED: tuple[tuple[str, int, str], ...] = (
+    ("workers", 1, "workers"), ("alive", 1, "alive"), ("busy", 1, "busy"),
+    ("scale events", 1, ""), ("queued", 2, "queued"), ("cpu %", 3, "cpu_percent"),
+    ("process cpu %", 3, "process_cpu_percent"), ("memory %", 3, "memory_percent"),
+    ("throughput", 4, "throughput"), ("latency p50", 5, "latency_p50_ms"),
+    ("latency p95", 5, "latency_p95_ms"),
+)
+#: Replay traces of :func:`trace_figure` (present with ``replayed`` or ``show_replayed``).
+REPLAY_NAMES = ("replayed target", "replayed scale events", "replayed queued",
+                "replayed throughput")
+_EMPTY = np.array([], dtype=np.float64)
+
+
+def trace_data(trace: Trace) -> dict[str, dict[str, Any]]:
+    """Data of the recorded traces of :func:`trace_figure`, by trace name.
+
+    Each value holds ``x`` and ``y`` (and ``hovertext`` for scale events): assign
+    them to a ``FigureWidget``'s trace of the same name to update it in place.
+    """
+    c = trace_columns(trace)
+    out: dict[str, dict[str, Any]] = {}
+    for name, _, col in _RECORDED:
+        if col:
+            out[name] = {"x": c["t"], "y": c[col]}
+    ex, ey, etext = scale_event_points(trace)
+    out["scale events"] = {"x": ex, "y": ey, "hovertext": etext}
+    return out
+
+
+def replay_data(replayed: Trace | None) -> dict[str, dict[str, Any]]:
+    """Data of the replay traces of :func:`trace_figure`, by trace name.
+
+    Open loop (samples carry ``target``): the target and its scale events; the queue
+    and throughput traces stay empty, as an open-loop replay does not change them.
+    Closed loop: the simulated size, scale events, queue and throughput.
+    """
+    if replayed is None or not replayed.samples:
+        return {n: {"x": _EMPTY, "y": _EMPTY, **({"hovertext": []} if "events" in n else {})}
+                for n in REPLAY_NAMES}
+    s0 = replayed.samples
+    t = np.fromiter((s["t"] for s in s0), np.float64, len(s0))
+
+    def col(key: str) -> np.ndarray:
+        return np.fromiter((math.nan if s.get(key) is None else s[key] for s in s0),
+                           np.float64, len(s0))
+
+    closed = "target" not in s0[0]
+    ex, ey, etext = scale_event_points(replayed)
+    return {
+        "replayed target": {"x": t, "y": col("workers") if closed else col("target")},
+        "replayed scale events": {"x": ex, "y": ey, "hovertext": etext},
+        "replayed queued": {"x": t if closed else _EMPTY,
+                            "y": col("queued") if closed else _EMPTY},
+        "replayed throughput": {"x": t if closed else _EMPTY,
+                                "y": col("throughput") if closed else _EMPTY},
+    }
+
+
+def figure_title(trace: Trace, title: str | None = None) -> str:
+    """The default title of :func:`trace_figure`: policy, workload and headline numbers."""
+    return _title(trace, title)
+
+
 def trace_figure(trace: Trace, *, replayed: Trace | None = None, title: str | None = None,
                  height: int = 820, show_replayed: bool | None = None) -> go.Figure:
     """Multi-panel view of one run, optionally with a replayed policy overlaid.
@@ -141,72 +196,55 @@ def trace_figure(trace: Trace, *, replayed: Trace | None = None, title: str | No
     size as ``"replayed target"`` and its scale events as ``"replayed scale events"``;
     a closed-loop replay also adds its queue and throughput. ``show_replayed=True``
     adds the replay traces even when ``replayed`` is None (empty, to be filled in).
+    Trace names are listed in :func:`trace_data` and :data:`REPLAY_NAMES`.
     """
     go = require_plotly()
     from plotly.subplots import make_subplots
 
     if show_replayed is None:
         show_replayed = replayed is not None
-    c = trace_columns(trace)
-    t = c["t"]
     fig = make_subplots(rows=len(PANELS), cols=1, shared_xaxes=True,
                         vertical_spacing=0.025, row_heights=list(_ROW_HEIGHTS))
-
-    def line(name: str, y: np.ndarray, row: int, color: str, **kw: Any) -> None:
-        fig.add_trace(go.Scatter(x=t, y=y, name=name, mode="lines",
-                                 line={"color": color, **kw.pop("line", {})}, **kw),
-                      row=row, col=1)
-
-    line("workers", c["workers"], 1, COLORS[0], line={"shape": "hv", "width": 2.5},
-         hovertemplate="t=%{x:.1f}s target %{y}<extra>workers</extra>")
-    line("alive", c["alive"], 1, COLORS[9], line={"shape": "hv", "width": 1},
-         hovertemplate="t=%{x:.1f}s alive %{y}<extra>alive</extra>")
-    line("busy", c["busy"], 1, COLORS[7], line={"width": 1, "dash": "dot"},
-         hovertemplate="t=%{x:.1f}s busy %{y}<extra>busy</extra>")
-    ex, ey, etext = scale_event_points(trace)
-    fig.add_trace(go.Scatter(x=ex, y=ey, name="scale events", mode="markers",
-                             marker={"color": COLORS[0], "size": 8, "symbol": "diamond"},
-                             hovertext=etext, hovertemplate="t=%{x:.1f}s %{hovertext}"
-                             "<extra>scale</extra>"), row=1, col=1)
-    line("queued", c["queued"], 2, COLORS[1], line={"width": 1.5},
-         hovertemplate="t=%{x:.1f}s queued %{y}<extra></extra>")
-    line("cpu %", c["cpu_percent"], 3, COLORS[3], line={"width": 1.5})
-    line("process cpu %", c["process_cpu_percent"], 3, COLORS[5],
-         line={"width": 1, "dash": "dot"})
-    line("memory %", c["memory_percent"], 3, COLORS[4], line={"width": 1.5})
-    line("throughput", c["throughput"], 4, COLORS[2], line={"width": 1.5})
-    line("latency p50", c["latency_p50_ms"], 5, COLORS[6], line={"width": 1.5})
-    line("latency p95", c["latency_p95_ms"], 5, COLORS[8], line={"width": 1.5})
-
-    if show_replayed:
-        rep_style = {"color": REPLAY_COLOR, "width": 2, "dash": "dash", "shape": "hv"}
-        if replayed is not None:
-            rt, ry = replay_columns(replayed)
-            rc = trace_columns(replayed)
-            rx, rey, rtext = scale_event_points(replayed)
-            closed = "target" not in rc
+    line = {
+        "workers": ({"color": COLORS[0], "shape": "hv", "width": 2.5}, "target %{y}"),
+        "alive": ({"color": COLORS[9], "shape": "hv", "width": 1}, "alive %{y}"),
+        "busy": ({"color": COLORS[7], "width": 1, "dash": "dot"}, "busy %{y}"),
+        "queued": ({"color": COLORS[1], "width": 1.5}, "queued %{y}"),
+        "cpu %": ({"color": COLORS[3], "width": 1.5}, "%{y:.0f}%"),
+        "process cpu %": ({"color": COLORS[5], "width": 1, "dash": "dot"}, "%{y:.0f}%"),
+        "memory %": ({"color": COLORS[4], "width": 1.5}, "%{y:.0f}%"),
+        "throughput": ({"color": COLORS[2], "width": 1.5}, "%{y:.1f} tasks/s"),
+        "latency p50": ({"color": COLORS[6], "width": 1.5}, "%{y:.2f} ms"),
+        "latency p95": ({"color": COLORS[8], "width": 1.5}, "%{y:.2f} ms"),
+    }
+    data = trace_data(trace)
+    for name, row, _ in _RECORDED:
+        d = data[name]
+        if name == "scale events":
+            tr = go.Scatter(mode="markers", name=name,
+                            marker={"color": COLORS[0], "size": 8, "symbol": "diamond"},
+                            hovertemplate="t=%{x:.1f}s %{hovertext}<extra>scale</extra>", **d)
         else:
-            rt = ry = rx = rey = np.array([], dtype=np.float64)
-            rtext, rc, closed = [], {}, False
-        fig.add_trace(go.Scatter(x=rt, y=ry, name="replayed target", mode="lines",
-                                 line=rep_style, hovertemplate="t=%{x:.1f}s replayed "
-                                 "%{y}<extra>replay</extra>"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=rx, y=rey, name="replayed scale events", mode="markers",
+            style, hover = line[name]
+            tr = go.Scatter(mode="lines", name=name, line=style,
+                            hovertemplate=f"t=%{{x:.1f}}s {hover}<extra>{name}</extra>", **d)
+        fig.add_trace(tr, row=row, col=1)
+    if show_replayed:
+        rdata = replay_data(replayed)
+        dash = {"color": REPLAY_COLOR, "width": 1.5, "dash": "dash"}
+        fig.add_trace(go.Scatter(mode="lines", name="replayed target",
+                                 line={**dash, "width": 2, "shape": "hv"},
+                                 hovertemplate="t=%{x:.1f}s replayed %{y}<extra>replay</extra>",
+                                 **rdata["replayed target"]), row=1, col=1)
+        fig.add_trace(go.Scatter(mode="markers", name="replayed scale events",
                                  marker={"color": REPLAY_COLOR, "size": 7,
                                          "symbol": "triangle-up-open"},
-                                 hovertext=rtext, hovertemplate="t=%{x:.1f}s %{hovertext}"
-                                 "<extra>replay</extra>"), row=1, col=1)
-        empty = np.array([], dtype=np.float64)
-        fig.add_trace(go.Scatter(x=rc.get("t", empty) if closed else empty,
-                                 y=rc.get("queued", empty) if closed else empty,
-                                 name="replayed queued", mode="lines",
-                                 line={"color": REPLAY_COLOR, "width": 1.5, "dash": "dash"}),
-                      row=2, col=1)
-        fig.add_trace(go.Scatter(x=rc.get("t", empty) if closed else empty,
-                                 y=rc.get("throughput", empty) if closed else empty,
-                                 name="replayed throughput", mode="lines",
-                                 line={"color": REPLAY_COLOR, "width": 1.5, "dash": "dash"}),
-                      row=4, col=1)
+                                 hovertemplate="t=%{x:.1f}s %{hovertext}<extra>replay</extra>",
+                                 **rdata["replayed scale events"]), row=1, col=1)
+        fig.add_trace(go.Scatter(mode="lines", name="replayed queued", line=dash,
+                                 **rdata["replayed queued"]), row=2, col=1)
+        fig.add_trace(go.Scatter(mode="lines", name="replayed throughput", line=dash,
+                                 **rdata["replayed throughput"]), row=4, col=1)
 
     for i, (_, label) in enumerate(PANELS, start=1):
         fig.update_yaxes(title_text=label, row=i, col=1, rangemode="tozero")
@@ -215,7 +253,7 @@ def trace_figure(trace: Trace, *, replayed: Trace | None = None, title: str | No
     fig.update_layout(
         title={"text": _title(trace, title), "x": 0.01},
         height=height, margin={"l": 60, "r": 20, "t": 50, "b": 40},
-        hovermode="x unified" if len(t) < 5000 else "closest",
+        hovermode="closest",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0.99,
                 "xanchor": "right"},
         template="plotly_white",
@@ -450,16 +488,19 @@ def save_html(fig: Any, path: str | os.PathLike) -> Path:
 
 __all__ = [
     "INSTALL_HINT",
+    "REPLAY_NAMES",
     "compare_figure",
+    "figure_title",
     "pareto_figure",
     "pareto_mask",
-    "replay_columns",
+    "replay_data",
     "require_plotly",
     "save_html",
     "scale_event_points",
     "sweep_heatmap",
     "sweep_rows",
     "trace_columns",
+    "trace_data",
     "trace_figure",
     "trace_index",
 ]
