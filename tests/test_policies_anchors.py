@@ -296,7 +296,7 @@ def _hc_run(policy: Policy, tput, n_samples: int, dt: float = 0.5, w0: int = 10,
     out, w = [], w0
     for i in range(n_samples):
         extra = kw if i == n_samples - 1 else {}
-        d = policy(o(i * dt, w, throughput=tput(w), dt=dt, **extra))
+        d = policy(o(i * dt, w, busy=w, throughput=tput(w), dt=dt, **extra))
         out.append(d)
         w = d.target
     return out
@@ -379,6 +379,22 @@ def test_hill_climbing_follows_external_resize() -> None:
     # someone resized the pool to 50: control += 50 - 10 (ForceChange)
     d = p(o(2.0, 50, throughput=1000.0, dt=0.5))
     assert "control follows size 50" in d.reason and "control 50.00" in d.reason
+
+
+def test_hill_climbing_idle_threads_time_out() -> None:
+    # 10 threads, 2 busy, empty queue, no throughput figure (hold) every 5 s: at t=20
+    # the 8 threads idle since t=0 have waited idle_timeout 20 s -> goal max(1, 10-8) = 2
+    p = HillClimbingPolicy()
+    ds = [p(o(t, 10, busy=2)) for t in (0, 5, 10, 15, 20)]
+    assert [d.target for d in ds] == [10, 10, 10, 10, 2]
+    assert "8 thread(s) idle for 20 s exit -> 2" in ds[-1].reason
+    # a queued task at t=10 means no thread waited idle that long: no exit at t=20
+    p = HillClimbingPolicy()
+    ds = [p(o(t, 10, busy=2, queue_depth=5 if t == 10 else 0)) for t in (0, 5, 10, 15, 20)]
+    assert [d.target for d in ds] == [10] * 5
+    # idle_timeout 0 disables it (HillClimbing.cs alone)
+    p = HillClimbingPolicy(idle_timeout=0)
+    assert [p(o(t, 10)).target for t in (0, 30, 60)] == [10, 10, 10]
 
 
 def test_hill_climbing_holds_on_unknown_throughput() -> None:

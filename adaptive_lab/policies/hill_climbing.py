@@ -11,6 +11,7 @@ from __future__ import annotations
 import cmath
 import math
 import random
+from collections import deque
 
 from .base import Decision, Observation, Param, Policy
 
@@ -65,6 +66,14 @@ class HillClimbingPolicy(Policy):
     ``obs.process_cpu_percent`` when ``process_cpu`` is true (what .NET measures on
     Unix, via ``getrusage``), else ``obs.cpu_percent`` (Windows); unknown CPU means
     no guard. Unknown throughput or window length: hold.
+
+    Idle threads: ``HillClimbing.cs`` never shrinks an idle pool (no completions,
+    no sample). The .NET pool does it elsewhere: a worker that waits 20 s for work
+    exits and lowers the goal (``PortableThreadPool.WorkerThread.cs``,
+    ``ShouldExitWorker``, ``ThreadPoolThreadTimeoutMs = 20 000``), telling hill
+    climbing via ``ForceChange``. ``idle_timeout`` (default 20 s, 0 = off) ports
+    that: threads idle (``workers - busy`` with an empty queue) throughout the last
+    ``idle_timeout`` seconds leave.
     """
 
     name = "hill_climbing"
@@ -94,6 +103,8 @@ class HillClimbingPolicy(Policy):
         Param("cpu_high", 95.0, 0.0, 100.0, 1.0, "refuse to add threads above this CPU %"),
         Param("process_cpu", True, 0, 1, 1,
               "guard on this process's CPU % (.NET on Unix) instead of system CPU %", bool),
+        Param("idle_timeout", 20.0, 0.0, 3600.0, 1.0,
+              "idle threads exit after this many seconds (0 = never), as .NET workers do"),
         Param("seed", 0, 0, 2**31 - 1, 1, "seed of the random sample interval", int),
     )
 
@@ -120,6 +131,7 @@ class HillClimbingPolicy(Policy):
         self._window_completions = 0.0
         self._current_sample_s = self._draw_interval()
         self._next_sample_s = self._current_sample_s
+        self._idle: deque[tuple[float, int]] = deque()  # (t, idle threads)
 
     def _draw_interval(self) -> float:
         """``Random.Next(low, high + 1)`` ms, in seconds (uniform; ms grain when it fits)."""
@@ -235,8 +247,36 @@ class HillClimbingPolicy(Policy):
         self._last_thread_count = n
         self._current_sample_s = self._draw_interval()
 
+    def _timed_out(self, obs: Observation) -> int:
+        """Threads idle through the whole last ``idle_timeout`` seconds (they exit)."""
+        if self.idle_timeout <= 0 or not math.isfinite(obs.t):
+            return 0
+        idle = max(0, obs.workers - max(0, obs.busy)) if obs.queue_depth <= 0 else 0
+        hist, cutoff = self._idle, obs.t - self.idle_timeout
+        hist.append((obs.t, idle))
+        while len(hist) >= 2 and hist[1][0] <= cutoff:
+            hist.popleft()
+        if hist[0][0] > cutoff:
+            return 0  # not idle for long enough yet
+        gone = min(i for _, i in hist)
+        if gone > 0:
+            hist.clear()
+            hist.append((obs.t, idle - gone))
+        return gone
+
     # -- policy entry point -------------------------------------------------------
     def decide(self, obs: Observation) -> Decision:
+        gone = self._timed_out(obs)
+        if gone:  # WorkerThread.ShouldExitWorker: goal = max(min, min(existing, goal))
+            goal = max(obs.min_workers, obs.workers - gone)
+            if goal != self._last_thread_count:  # ForceChange(goal, ThreadTimedOut)
+                self._control += goal - self._last_thread_count
+                self._change_thread_count(goal)
+            return Decision(
+                obs.clamp(goal),
+                f"thread timed out: {gone} thread(s) idle for {self.idle_timeout:g} s exit "
+                f"-> {goal} (control {self._control:.2f})",
+            )
         tp, dt = obs.throughput, obs.dt
         if not (math.isfinite(tp) and math.isfinite(dt)) or dt <= 0 or tp < 0:
             return Decision(
