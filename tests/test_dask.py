@@ -1,0 +1,252 @@
+"""PolicyAdaptive and the scanner on Dask: a pure-core test on a stub cluster and a
+fake clock, then real LocalClusters (in-process workers, and one with processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from distributed import Client, LocalCluster
+
+from adaptive_lab import FakeClock, Recorder, Trace
+from adaptive_lab.dask import (
+    PolicyAdaptive,
+    TaskCounter,
+    observation_from_snapshot,
+)
+from adaptive_lab.policies import Decision, Policy, make_policy
+
+DEADLINE = 15.0  # seconds any single wait in these tests may take
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quiet_distributed():
+    """distributed logs a lot at INFO/WARNING while clusters start and stop."""
+    names = ("distributed", "distributed.deploy.adaptive", "tornado")
+    old = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    yield
+    for n, level in old.items():
+        logging.getLogger(n).setLevel(level)
+
+
+def wait_until(pred, timeout: float = DEADLINE, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def snap(workers=2, threads=None, processing=0, busy_workers=0, queued=0, unrunnable=0,
+         waiting=0, completed=0, failed=0, durations=(), cpu=50.0, mem=20.0):
+    threads = workers if threads is None else threads
+    return {"workers": workers, "threads": threads, "processing": processing,
+            "busy_workers": busy_workers, "busy_threads": min(processing, threads),
+            "waiting_on_workers": waiting, "queued": queued, "unrunnable": unrunnable,
+            "occupancy": 0.0, "cpu_percent": cpu, "process_cpu_percent": cpu,
+            "memory_percent": mem, "rss_mb": 100.0, "available_mb": 1000.0,
+            "completed": completed, "failed": failed, "durations": list(durations)}
+
+
+# -- observation from a scheduler snapshot (table) ---------------------------------
+@pytest.mark.parametrize(
+    ("s", "planned", "dt", "prev", "expect"),
+    [
+        # idle cluster: nothing busy, nothing queued, no rate over a zero window
+        (snap(), 2, 0.0, 0, dict(busy=0, queue_depth=0, alive=2, submitted=0)),
+        # queued + unrunnable + assigned beyond threads all count as waiting work
+        (snap(processing=5, busy_workers=2, queued=7, unrunnable=1, waiting=3), 3, 1.0, 0,
+         dict(busy=2, queue_depth=11, alive=2, workers=3, submitted=13)),
+        # 10 more finished (8 ok, 2 failed) in 2 s -> 5 tasks/s; latency from durations
+        (snap(completed=18, failed=2, durations=(0.1, 0.2, 0.3)), 2, 2.0, 10,
+         dict(throughput=5.0, latency_mean=0.2, latency_p50=0.2, completed=18, failed=2)),
+    ],
+)
+def test_observation_from_snapshot(s, planned, dt, prev, expect):
+    obs = observation_from_snapshot(s, t=5.0, workers=planned, dt=dt, prev_finished=prev,
+                                    min_workers=1, max_workers=8)
+    assert obs.t == 5.0 and obs.min_workers == 1 and obs.max_workers == 8
+    assert obs.cpu_percent == 50.0 and obs.memory_percent == 20.0
+    for k, v in expect.items():
+        assert getattr(obs, k) == pytest.approx(v), k
+    if dt == 0:
+        assert math.isnan(obs.throughput)
+
+
+# -- the Dask core on a stub cluster and a fake clock ------------------------------
+class StubScheduler:
+    """The scheduler comm as Adaptive uses it, answering scripted snapshots."""
+
+    def __init__(self, cluster, snaps):
+        self.cluster, self.snaps = cluster, deque(snaps)
+        self.registered = 0
+        self.retired: list[list[str]] = []
+
+    async def register_scheduler_plugin(self, plugin, name, idempotent):
+        self.registered += 1
+
+    async def adaptive_lab_snapshot(self, since=0):
+        s = self.snaps.popleft()
+        if isinstance(s, Exception):
+            raise s
+        new = s["completed"] - since  # like TaskCounter: only tasks finished after since
+        return {**s, "durations": s["durations"][len(s["durations"]) - new:] if new else []}
+
+    async def workers_to_close(self, target, key=None, attribute="name", **kw):
+        return sorted(self.cluster.names)[target:]
+
+    async def retire_workers(self, names, remove, close_workers):
+        self.retired.append(sorted(names))
+
+
+class StubCluster:
+    def __init__(self, n, snaps):
+        self.names = {f"w{i}" for i in range(n)}
+        self.scheduler_comm = StubScheduler(self, snaps)
+
+    plan = requested = observed = property(lambda self: set(self.names))
+
+    def scale(self, n):
+        self.names |= {f"w{i}" for i in range(len(self.names), n)}
+
+    def scale_down(self, workers):
+        self.names -= set(workers)
+
+
+class Need(Policy):
+    """Test policy: one worker per running or waiting task."""
+
+    name = "need"
+
+    def decide(self, obs):
+        return Decision(obs.busy + obs.queue_depth, f"need {obs.busy}+{obs.queue_depth}")
+
+
+def drive(adaptive, clock, ticks):
+    async def run():
+        for _ in range(ticks):
+            clock.advance(1.0)
+            await adaptive.adapt()
+    asyncio.run(run())
+
+
+def test_stub_cluster_keeps_dask_debounce_and_fake_time(tmp_path):
+    load = snap(workers=1, processing=1, busy_workers=1, queued=5)
+    idle = snap(workers=4, completed=6, durations=[0.5] * 6)
+    cluster = StubCluster(1, [load, load, idle, idle, idle])
+    clock = FakeClock(100.0)
+    ad = PolicyAdaptive(cluster, interval=0, minimum=1, maximum=4, wait_count=2,
+                        policy=Need(), record=tmp_path / "dask.jsonl", clock=clock)
+    drive(ad, clock, 2)
+    assert cluster.names == {"w0", "w1", "w2", "w3"}  # 1 + 5 wanted, clamped to 4
+    drive(ad, clock, 1)  # idle once: Dask's wait_count=2 holds
+    assert len(cluster.names) == 4 and cluster.scheduler_comm.retired == []
+    drive(ad, clock, 1)  # idle twice: retire 3 through the scheduler
+    assert cluster.scheduler_comm.retired == [["w1", "w2", "w3"]]
+    assert cluster.names == {"w0"}
+    drive(ad, clock, 1)
+    ad.stop()
+    tr = Trace.load(tmp_path / "dask.jsonl")
+    assert [s["t"] for s in tr.samples] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [s["target"] for s in tr.samples] == [4, 4, 1, 1, 1]
+    assert [s["throughput"] for s in tr.samples] == [0.0, 0.0, 6.0, 0.0, 0.0]  # 6 in 1 s
+    assert tr.samples[2]["latency_mean"] == 0.5 and math.isnan(tr.samples[3]["latency_mean"])
+    assert [(e["t"], e["from"], e["to"]) for e in tr.scale_events()] == [(1.0, 1, 4), (4.0, 4, 1)]
+    assert "wait_count=2" in tr.scale_events()[1]["reason"]
+    assert tr.header["policy"]["name"] == "need"
+    assert tr.header["workload"]["backend"] == "dask"
+    assert cluster.scheduler_comm.registered == 1
+
+
+class Broken(Policy):
+    name = "broken"
+
+    def decide(self, obs):
+        raise RuntimeError("boom")
+
+
+def test_policy_or_scheduler_error_holds_and_is_recorded():
+    cluster = StubCluster(2, [snap(queued=9), RuntimeError("scheduler gone"), snap(queued=9)])
+    clock = FakeClock()
+    ad = PolicyAdaptive(cluster, interval=0, minimum=1, maximum=4, policy=Broken(),
+                        record=True, clock=clock)
+    drive(ad, clock, 3)
+    assert len(cluster.names) == 2
+    tr = ad.trace()
+    assert [e["where"] for e in tr.events if e["type"] == "error"] == [
+        "policy", "scheduler snapshot", "policy"]
+    assert ad.errors == 3 and cluster.scheduler_comm.registered == 2  # re-registered
+
+
+@pytest.mark.parametrize(("kw", "name"), [(dict(policy=None), "policy"),
+                                          (dict(policy=3), "policy"),
+                                          (dict(policy=Need(), record=3.5), "record"),
+                                          (dict(policy=Need(), clock=object()), "clock")])
+def test_bad_arguments_name_the_parameter(kw, name):
+    with pytest.raises(ValueError, match=name):
+        PolicyAdaptive(None, interval=0, **kw)
+
+
+def test_task_counter_counts_finished_tasks():
+    tc = TaskCounter(keep=3)
+    ss = [{"action": "compute", "start": 1.0, "stop": 1.25},
+          {"action": "transfer", "start": 0.0, "stop": 1.0}]
+    for _ in range(4):
+        tc.transition("k", "processing", "memory", stimulus_id="x", startstops=ss)
+    tc.transition("k", "processing", "erred", stimulus_id="x")
+    tc.transition("k", "waiting", "processing", stimulus_id="x")
+    s = tc.snapshot(since=2)
+    assert (s["completed"], s["failed"], s["workers"]) == (4, 1, 0)
+    assert s["durations"] == [0.25, 0.25]  # only the two finished after the 2nd
+
+
+# -- real LocalClusters --------------------------------------------------------------
+@pytest.fixture
+def cluster():
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None, silence_logs=logging.ERROR) as c, \
+            Client(c, timeout=DEADLINE) as client:
+        yield c, client
+
+
+def test_local_cluster_scales_up_under_load_and_down_when_idle(cluster, tmp_path):
+    c, client = cluster
+    ad = c.adapt(Adaptive=PolicyAdaptive, policy=make_policy("utilization_band"),
+                 minimum=1, maximum=3, interval="50ms", wait_count=2,
+                 record=tmp_path / "band.jsonl")
+    futures = client.map(time.sleep, [0.05] * 40, pure=False)
+    wait_until(lambda: len(c.scheduler.workers) == 3, what="3 workers under load")
+    client.gather(futures, asynchronous=False)
+    wait_until(lambda: len(c.scheduler.workers) == 1, what="back to 1 idle worker")
+    ad.stop()
+    tr = Trace.load(tmp_path / "band.jsonl")
+    ups = [e for e in tr.scale_events() if e["to"] > e["from"]]
+    downs = [e for e in tr.scale_events() if e["to"] < e["from"]]
+    assert ups and downs and ups[0]["t"] < downs[-1]["t"]
+    assert downs[-1]["to"] == 1 and "wait_count=2" in downs[-1]["reason"]
+    a = tr.to_arrays()
+    assert a["queued"].max() > 0 and a["busy"].max() >= 2 and a["completed"][-1] == 40
+    assert (a["throughput"][~np.isnan(a["throughput"])] >= 0).all()
+    assert tr.header["bounds"] == {"min_workers": 1, "max_workers": 3}
+
+
+def test_local_cluster_seed_threshold_policy_by_name(cluster):
+    c, client = cluster
+    rec = Recorder()
+    c.adapt(Adaptive=PolicyAdaptive, policy="threshold", minimum=1, maximum=3,
+            interval="50ms", record=rec)
+    futures = client.map(time.sleep, [0.05] * 30, pure=False)
+    wait_until(lambda: len(c.scheduler.workers) == 3, what="threshold policy to grow")
+    client.gather(futures)
+    ev = rec.trace().scale_events()[0]
+    assert ev["from"] == 1 and ev["to"] == 3 and "queue" in ev["reason"]
