@@ -1,0 +1,398 @@
+"""Scan a directory tree on any ``concurrent.futures.Executor``: read, hash, match.
+
+Design (see docs/scanner.md and shared/MEASURED.md):
+
+* The walk (:mod:`adaptive_lab.walk`) runs in the calling thread and never opens
+  anything but directories. Regular files are grouped into *batches* worth about
+  ``batch_seconds`` (default 1.5 ms) of work, estimated online from an EWMA of the
+  measured seconds per cost unit (one file + ``size / 32 KiB``) of completed batches;
+  a file estimated to cost more than a batch goes alone. One file per task would
+  spend more time in the pool than in the file (12-25 us per task).
+* At most ``max_in_flight`` batches are submitted and not yet collected
+  (backpressure; default ``2 * max_workers + 4``), so memory stays flat on any tree
+  and the executor's queue depth is real demand a scaling policy can act on.
+* Batches run :func:`scan_batch`, a module-level (picklable) function, so a
+  ``ProcessPoolExecutor`` works too. Files are read in chunks of at least 64 KiB
+  (hashlib releases the GIL only for large buffers), opened with ``O_NONBLOCK`` and
+  checked with ``fstat`` so a file replaced by a FIFO can never block a worker, and
+  re-checked after reading so a file that changed is reported, not silently hashed.
+* Results stream back as :class:`FileResult` records; nothing holds all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Executor, Future
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .signatures import load_signatures
+from .walk import (
+    MIN_CHUNK,
+    CancelToken,
+    Entry,
+    FileResult,
+    ScanOptions,
+    check_digest,
+    scan_batch,
+    walk,
+)
+from .workloads import Profile, profile_by_name
+
+__all__ = ["CancelToken", "FileResult", "ScanOptions", "ScanSummary", "Scanner",
+           "scan", "scan_batch"]
+
+_UNIT_BYTES = 32 * 1024  # bytes of reading+hashing that cost about one file open
+_MAX_BATCH_FILES = 1024
+
+
+@dataclass
+class ScanSummary:
+    """Counts for one scan; every name the walk saw is in exactly one of
+    ``files`` (ok), ``skipped``, ``errors`` or ``not_scanned`` (cancelled).
+
+    ``bytes`` counts bytes read from ok files; ``matches`` counts (file, signature)
+    hits and ``matched_files`` the files with at least one; ``reasons`` counts skip and
+    error reasons; ``files_per_s`` and ``mb_per_s`` use ok files / bytes over
+    ``elapsed`` (wall seconds).
+    """
+
+    root: str = ""
+    digest: str | None = "sha256"
+    profile: str = "local"
+    executor: str = ""
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    errors: int = 0
+    not_scanned: int = 0
+    matches: int = 0
+    matched_files: int = 0
+    elapsed: float = 0.0
+    cancelled: bool = False
+    batches: int = 0
+    max_in_flight: int = 0
+    sec_per_unit: float | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+    match_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def files_seen(self) -> int:
+        """Every name the walk reported: ok + skipped + errors + not scanned."""
+        return self.files + self.skipped + self.errors + self.not_scanned
+
+    @property
+    def files_per_s(self) -> float:
+        return self.files / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
+
+    def add(self, r: FileResult) -> None:
+        """Count one result."""
+        if r.status == "ok":
+            self.files += 1
+            self.bytes += r.size
+            if r.matches:
+                self.matched_files += 1
+                self.matches += len(r.matches)
+                for name in r.matches:
+                    self.match_counts[name] = self.match_counts.get(name, 0) + 1
+            return
+        if r.status == "skipped":
+            self.skipped += 1
+        else:
+            self.errors += 1
+        key = r.reason or "unknown"
+        self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict including the derived rates."""
+        d = asdict(self)
+        d.update(files_seen=self.files_seen, files_per_s=self.files_per_s,
+                 mb_per_s=self.mb_per_s)
+        return d
+
+
+def _executor_width(executor: Executor) -> int | None:
+    for attr in ("max_workers", "_max_workers"):
+        value = getattr(executor, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _check_positive(name: str, value: Any, minimum: float = 0, allow_none: bool = False
+                    ) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum \
+            or (minimum == 0 and value <= 0):
+        raise ValueError(f"{name} must be a number >= {minimum} (> 0), got {value!r}")
+
+
+class Scanner:
+    """A configured scan of one tree; iterate :meth:`results` or call :meth:`run`.
+
+    Parameters
+    ----------
+    root
+        Directory (or single file) to scan: str, bytes or path-like.
+    executor
+        Any ``concurrent.futures.Executor``. ``None`` creates an
+        :class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` for this scan and shuts
+        it down at the end.
+    digest
+        ``hashlib`` algorithm name (``"sha256"`` default, ``"blake2b"``, ...) or None to
+        only read.
+    signatures
+        ``None``, a signature file path, ``"builtin"``, a list of ``(name, bytes)``, or a
+        :class:`~adaptive_lab.signatures.SignatureSet`.
+    profile
+        A :class:`~adaptive_lab.workloads.Profile` or profile name applied in the read
+        path (``"local"``, ``"latency"``, ``"cpu"``, ``"mixed"``, ``"step"``).
+    follow_symlinks
+        Follow symlinks that stay inside ``root`` (loops are detected).
+    max_file_size
+        Files larger than this are skipped with reason ``"over max_file_size"``.
+    chunk_size
+        Read size for large files, at least 64 KiB.
+    cancel_event
+        A ``threading.Event``; setting it stops the scan promptly.
+    max_in_flight
+        Batches submitted but not collected (default ``2 * max_workers + 4``, 4..1024).
+    batch_seconds
+        Target work per batch in seconds (default 1.5 ms).
+    """
+
+    def __init__(self, root: str | bytes | os.PathLike, executor: Executor | None = None, *,
+                 digest: str | None = "sha256", signatures: Any = None,
+                 profile: Profile | str | None = None, follow_symlinks: bool = False,
+                 max_file_size: int | None = None, chunk_size: int = MIN_CHUNK,
+                 cancel_event: threading.Event | None = None,
+                 max_in_flight: int | None = None, batch_seconds: float = 0.0015) -> None:
+        if executor is not None and not isinstance(executor, Executor):
+            raise ValueError(f"executor must be a concurrent.futures.Executor, "
+                             f"got {type(executor).__name__}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) \
+                or chunk_size < MIN_CHUNK:
+            raise ValueError(f"chunk_size must be an int >= {MIN_CHUNK}, got {chunk_size!r}")
+        if max_file_size is not None and (isinstance(max_file_size, bool) or
+                                          not isinstance(max_file_size, int)
+                                          or max_file_size < 0):
+            raise ValueError(f"max_file_size must be an int >= 0 or None, "
+                             f"got {max_file_size!r}")
+        if max_in_flight is not None and (not isinstance(max_in_flight, int)
+                                          or max_in_flight < 1):
+            raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        _check_positive("batch_seconds", batch_seconds)
+        if isinstance(profile, str):
+            profile = profile_by_name(profile)
+        if profile is not None and not isinstance(profile, Profile):
+            raise ValueError(f"profile must be a Profile or a name, got {profile!r}")
+        self.root = root
+        self.executor = executor
+        self.follow_symlinks = bool(follow_symlinks)
+        self.max_file_size = max_file_size
+        self.options = ScanOptions(digest=check_digest(digest), chunk_size=chunk_size,
+                                   signatures=load_signatures(signatures), profile=profile,
+                                   follow_symlinks=self.follow_symlinks)
+        self.token = CancelToken(cancel_event)
+        self.max_in_flight = max_in_flight
+        self.batch_seconds = float(batch_seconds)
+        self.summary = ScanSummary(root=os.fsdecode(os.fsencode(root)),
+                                   digest=self.options.digest,
+                                   profile=profile.name if profile else "local")
+        self._sec_per_unit: float | None = None
+        self._started = False
+
+    def cancel(self) -> None:
+        """Ask the scan to stop; safe from any thread (or a signal handler)."""
+        self.token.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.token.is_set()
+
+    def run(self, on_result: Callable[[FileResult], object] | None = None) -> ScanSummary:
+        """Scan to the end (or until cancelled), calling ``on_result`` per file."""
+        for result in self.results():
+            if on_result is not None:
+                on_result(result)
+        return self.summary
+
+    # -- the pipeline ---------------------------------------------------------------
+    def results(self) -> Iterator[FileResult]:
+        """Stream one :class:`FileResult` per file; updates :attr:`summary` as it goes.
+
+        Closing the iterator early (``break``) or an exception in the consumer
+        (KeyboardInterrupt) cancels the outstanding work and, if the scanner created
+        its executor, shuts it down before returning.
+        """
+        if self._started:
+            raise RuntimeError("a Scanner runs once; create a new one")
+        self._started = True
+        summary = self.summary
+        own = self.executor is None
+        executor = self.executor if not own else _default_executor()
+        summary.executor = type(executor).__name__
+        width = _executor_width(executor)
+        bound = self.max_in_flight or max(4, min(1024, 2 * (width or 8) + 4))
+        summary.max_in_flight = bound
+        started = time.monotonic()
+        options = ScanOptions(**{**self.options.__dict__, "started": started})
+        token = self.token if not _is_process_pool(executor) else None
+        done: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        pending: dict[Future, int] = {}
+        items = walk(self.root, follow_symlinks=self.follow_symlinks,
+                     max_file_size=self.max_file_size)
+        t0 = time.perf_counter()
+        carry: list[Entry] = []
+        exhausted = False
+        clean_exit = False
+        try:
+            while True:
+                while not exhausted and len(pending) < bound and not self.token.is_set():
+                    batch, direct, exhausted = self._next_batch(items, carry)
+                    for result in direct:
+                        summary.add(result)
+                        yield result
+                    if batch:
+                        fut = executor.submit(scan_batch, batch, options, token)
+                        pending[fut] = len(batch)
+                        summary.batches += 1
+                        fut.add_done_callback(done.put)
+                if not pending:
+                    break
+                if self.token.is_set():
+                    for f in pending:
+                        f.cancel()
+                try:
+                    fut = done.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                n = pending.pop(fut)
+                try:
+                    results, elapsed, left = fut.result()
+                except CancelledError:
+                    summary.not_scanned += n
+                    continue
+                except Exception as exc:  # a broken executor: report, do not lose files
+                    summary.not_scanned += n
+                    summary.reasons[f"batch failed: {type(exc).__name__}"] = (
+                        summary.reasons.get(f"batch failed: {type(exc).__name__}", 0) + n)
+                    continue
+                summary.not_scanned += left
+                self._learn(results, elapsed)
+                for result in results:
+                    summary.add(result)
+                    yield result
+                summary.elapsed = time.perf_counter() - t0
+            clean_exit = True
+        finally:
+            if not clean_exit or self.token.is_set():
+                self.token.set()
+                for f in pending:
+                    f.cancel()
+                # count what the walk had found but nobody will scan
+                summary.not_scanned += sum(pending.values()) + len(carry)
+            _close(items)
+            if own:
+                executor.shutdown(wait=True, cancel_futures=True)
+            elif pending:
+                _wait_quietly(pending)
+            summary.cancelled = self.token.is_set()
+            summary.elapsed = time.perf_counter() - t0
+
+    def _next_batch(self, items: Iterator[Entry | FileResult], carry: list[Entry]
+                    ) -> tuple[list[Entry], list[FileResult], bool]:
+        """Pull entries until the batch is worth ``batch_seconds`` of estimated work."""
+        per_unit = self._sec_per_unit
+        if per_unit is None:  # no estimate yet: one file per batch until one completes
+            limit = 1
+            budget = float("inf")
+        else:
+            limit = _MAX_BATCH_FILES
+            budget = self.batch_seconds / per_unit  # in cost units
+        batch: list[Entry] = []
+        direct: list[FileResult] = []
+        units = 0.0
+        if carry:
+            batch.append(carry.pop())
+            units = 1.0 + batch[0].size / _UNIT_BYTES
+        deadline = time.perf_counter() + self.batch_seconds
+        n = 0
+        for item in items:
+            n += 1
+            if type(item) is not Entry:
+                direct.append(item)  # type: ignore[arg-type]
+                if len(direct) >= 256:
+                    return batch, direct, False
+                continue
+            cost = 1.0 + item.size / _UNIT_BYTES
+            if batch and units + cost > budget:
+                carry.append(item)
+                return batch, direct, False
+            batch.append(item)
+            units += cost
+            if len(batch) >= limit or units >= budget:
+                return batch, direct, False
+            if not n & 63 and time.perf_counter() > deadline:  # a slow walk: ship it
+                return batch, direct, False
+        return batch, direct, True
+
+    def _learn(self, results: list[FileResult], elapsed: float) -> None:
+        if not results:
+            return
+        units = len(results) + sum(r.size for r in results) / _UNIT_BYTES
+        sample = elapsed / units
+        old = self._sec_per_unit
+        self._sec_per_unit = sample if old is None else 0.8 * old + 0.2 * sample
+        self.summary.sec_per_unit = self._sec_per_unit
+
+
+def _is_process_pool(executor: Executor) -> bool:
+    from concurrent.futures import ProcessPoolExecutor
+
+    return isinstance(executor, ProcessPoolExecutor)
+
+
+def _default_executor() -> Executor:
+    try:
+        from .pool import AdaptiveThreadPoolExecutor
+    except ImportError:  # pragma: no cover - the pool ships with the package
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(thread_name_prefix="adaptive-lab-scan")
+    return AdaptiveThreadPoolExecutor(thread_name_prefix="adaptive-lab-scan")
+
+
+def _close(items: Iterator) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
+def _wait_quietly(pending: dict[Future, int]) -> None:
+    for f in list(pending):
+        try:
+            f.result()
+        except BaseException:  # already counted as not scanned
+            pass
+
+
+def scan(root: str | bytes | os.PathLike, executor: Executor | None = None, *,
+         on_result: Callable[[FileResult], object] | None = None, **options: Any
+         ) -> ScanSummary:
+    """Scan ``root`` and return a :class:`ScanSummary`; see :class:`Scanner` for options.
+
+    ``on_result`` is called with each :class:`FileResult` as it arrives, in the calling
+    thread. Setting ``cancel_event`` (a ``threading.Event``) stops the scan promptly;
+    the summary then has ``cancelled=True`` and counts the files not scanned.
+    """
+    return Scanner(root, executor, **options).run(on_result)

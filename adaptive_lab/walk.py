@@ -1,0 +1,439 @@
+"""The scanner's hostile-tree-safe half: an iterative walk and the per-file read path.
+
+The walk keeps a stack of directory paths (never recursion, so any depth works) and
+lists one directory at a time through a directory file descriptor, so at most one
+descriptor is open. Paths are ``bytes`` throughout, so names that are not valid UTF-8
+survive unchanged. Paths longer than the kernel's ``PATH_MAX`` (4096) are opened
+component-group by component-group with ``dir_fd`` (``openat``), see
+:func:`open_path`.
+
+It never opens anything but directories: regular files become :class:`Entry` items for
+the readers; FIFOs, sockets, devices, symlinks that are not followed, loops, links
+leading outside the root and files over the size limit become ``skipped``
+:class:`FileResult` records; directories that cannot be listed become ``error``
+records. Every name the walk sees yields exactly one item.
+
+:func:`scan_batch` is the read path the executor runs: module-level and picklable
+(process pools work), files opened with ``O_NONBLOCK`` (a file swapped for a FIFO
+after the walk cannot block a worker) and re-checked with ``fstat`` before and after
+reading, chunks of at least 64 KiB (hashlib releases the GIL only for large buffers).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .signatures import SignatureSet
+    from .workloads import Profile
+
+__all__ = ["CancelToken", "Entry", "FileResult", "ScanOptions", "check_digest",
+           "error_reason", "open_path", "scan_batch", "walk"]
+
+# Stay well below PATH_MAX (4096) when handing a path to one system call.
+_SAFE_PATH = 4000
+_DIR_STEP_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+MIN_CHUNK = 1 << 16
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+
+
+class FileResult(NamedTuple):
+    """One file's outcome.
+
+    ``status`` is ``"ok"`` (read and hashed), ``"skipped"`` (deliberately not read;
+    ``reason`` says why) or ``"error"`` (reading failed; ``reason`` says how).
+    ``path`` is the file name as text (undecodable bytes kept via surrogateescape,
+    ``os.fsencode(path) == raw_path``); ``raw_path`` is the exact bytes.
+    """
+
+    path: str
+    size: int
+    digest: str | None
+    matches: tuple[str, ...]
+    status: str
+    reason: str | None
+    raw_path: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (``raw_path`` as hex only when the name is not UTF-8)."""
+        d = {"path": self.path, "size": self.size, "digest": self.digest,
+             "matches": list(self.matches), "status": self.status, "reason": self.reason}
+        try:
+            self.raw_path.decode("utf-8")
+        except UnicodeDecodeError:
+            d["path"] = self.raw_path.decode("utf-8", "backslashreplace")
+            d["raw_path_hex"] = self.raw_path.hex()
+        return d
+
+
+class Entry(NamedTuple):
+    """A regular file the walk found: its path, size at walk time, running index."""
+
+    path: bytes
+    size: int
+    index: int
+
+
+def skipped(path: bytes, reason: str, size: int = 0) -> FileResult:
+    """A ``skipped`` record."""
+    return FileResult(os.fsdecode(path), size, None, (), "skipped", reason, path)
+
+
+def failed(path: bytes, reason: str, size: int = 0) -> FileResult:
+    """An ``error`` record."""
+    return FileResult(os.fsdecode(path), size, None, (), "error", reason, path)
+
+
+_ERRNO_REASONS = {
+    errno.ENOENT: "vanished",
+    errno.ENOTDIR: "vanished",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENAMETOOLONG: "path too long",
+    errno.ELOOP: "replaced by a symlink",
+    errno.EIO: "i/o error",
+}
+
+
+def error_reason(exc: OSError) -> str:
+    """A short, stable reason for an OSError (bounded set, good for counting)."""
+    reason = _ERRNO_REASONS.get(exc.errno or 0)
+    if reason:
+        return reason
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return f"os error {code}"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "unknown file type"
+
+
+def open_path(path: bytes, flags: int) -> int:
+    """``os.open(path, flags)`` that also works for paths longer than PATH_MAX.
+
+    Long paths are split into groups of components shorter than 4000 bytes; each group
+    is opened relative to the previous one's descriptor (``openat``), so no single call
+    sees an over-long path. Intermediate descriptors are closed before returning.
+    """
+    if len(path) < _SAFE_PATH:
+        return os.open(path, flags)
+    groups: list[bytes] = []
+    cur: list[bytes] = []
+    length = 0
+    for part in path.split(b"/"):
+        if cur and length + 1 + len(part) >= _SAFE_PATH:
+            groups.append(b"/".join(cur) or b"/")
+            cur, length = [], 0
+        cur.append(part)
+        length += len(part) + 1
+    groups.append(b"/".join(cur))
+    fd: int | None = None
+    try:
+        for group in groups[:-1]:
+            new = os.open(group, _DIR_STEP_FLAGS, dir_fd=fd)
+            if fd is not None:
+                os.close(fd)
+            fd = new
+        return os.open(groups[-1], flags, dir_fd=fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _inside(real: bytes, root_real: bytes) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(b"/") + b"/")
+
+
+def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
+         max_file_size: int | None = None) -> Iterator[Entry | FileResult]:
+    """Yield an :class:`Entry` per regular file and a :class:`FileResult` per other name.
+
+    Parameters
+    ----------
+    root
+        A directory (or a single regular file) to walk.
+    follow_symlinks
+        Follow symlinks to files and directories that resolve inside ``root``; each
+        directory is entered once, identified by ``(st_dev, st_ino)``, so loops end.
+    max_file_size
+        Regular files larger than this many bytes are reported as skipped.
+    """
+    root_b = os.fsencode(root)
+    if len(root_b) > 1:
+        root_b = root_b.rstrip(b"/") or b"/"
+    try:
+        st = os.stat(root_b)
+    except OSError as exc:
+        raise ValueError(f"root: cannot scan {os.fsdecode(root_b)!r}: "
+                         f"{exc.strerror}") from None
+    counter = [0]  # running index of regular files, shared with _list_dir
+    if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):
+            yield skipped(root_b, f"not a regular file: {_kind(st.st_mode)}")
+        elif max_file_size is not None and st.st_size > max_file_size:
+            yield skipped(root_b, "over max_file_size", st.st_size)
+        else:
+            yield Entry(root_b, st.st_size, 0)
+        return
+    root_real = os.path.realpath(root_b) if follow_symlinks else b""
+    visited = {(st.st_dev, st.st_ino)} if follow_symlinks else set()
+    sep = b"" if root_b.endswith(b"/") else b"/"
+    stack = [root_b]
+    # The directory listed last stays open: the next one popped is usually its child
+    # (depth first), opened relative to it, so deep chains cost O(1) per level.
+    last_path, last_fd = b"", -1
+    try:
+        while stack:
+            top = stack.pop()
+            parent, _, name = top.rpartition(b"/")
+            try:
+                if parent == last_path and last_fd >= 0:
+                    fd = os.open(name, _DIR_LIST_FLAGS, dir_fd=last_fd)
+                else:
+                    fd = open_path(top, _DIR_LIST_FLAGS)
+            except OSError as exc:
+                yield failed(top, "cannot list directory: " + error_reason(exc))
+                continue
+            if last_fd >= 0:
+                os.close(last_fd)
+            last_path, last_fd = top, fd
+            prefix = top + sep if top is root_b else top + b"/"
+            yield from _list_dir(fd, top, prefix, stack, follow_symlinks, max_file_size,
+                                 root_real, visited, counter)
+    finally:
+        if last_fd >= 0:
+            os.close(last_fd)
+
+
+def _list_dir(fd: int, top: bytes, prefix: bytes, stack: list[bytes],
+              follow_symlinks: bool, max_file_size: int | None, root_real: bytes,
+              visited: set, counter: list[int]) -> Iterator[Entry | FileResult]:
+    """List one open directory: yield its files and skips, push its subdirectories."""
+    index = counter[0]
+    subdirs: list[bytes] = []
+    try:
+        with os.scandir(fd) as it:
+            for e in it:
+                path = prefix + os.fsencode(e.name)
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if follow_symlinks:
+                            st = e.stat(follow_symlinks=False)
+                            key = (st.st_dev, st.st_ino)
+                            if key in visited:
+                                yield skipped(path, "directory already visited")
+                                continue
+                            visited.add(key)
+                        subdirs.append(path)
+                    elif e.is_file(follow_symlinks=False):
+                        size = e.stat(follow_symlinks=False).st_size
+                        if max_file_size is not None and size > max_file_size:
+                            yield skipped(path, "over max_file_size", size)
+                        else:
+                            yield Entry(path, size, index)
+                            index += 1
+                    elif e.is_symlink():
+                        if not follow_symlinks:
+                            yield skipped(path, "symlink not followed")
+                            continue
+                        item = _follow(e, path, root_real, visited, max_file_size,
+                                       index)
+                        if isinstance(item, bytes):
+                            subdirs.append(item)
+                        else:
+                            if isinstance(item, Entry):
+                                index += 1
+                            yield item
+                    else:
+                        st = e.stat(follow_symlinks=False)
+                        yield skipped(path, f"not a regular file: {_kind(st.st_mode)}")
+                except OSError as exc:
+                    yield failed(path, error_reason(exc))
+    except OSError as exc:
+        yield failed(top, "cannot list directory: " + error_reason(exc))
+    finally:
+        counter[0] = index
+    stack.extend(reversed(subdirs))
+
+
+def _follow(e: os.DirEntry, path: bytes, root_real: bytes, visited: set,
+            max_file_size: int | None, index: int) -> bytes | Entry | FileResult:
+    """Resolve a symlink for a following walk: a dir path to push, an Entry or a skip."""
+    try:
+        st = e.stat(follow_symlinks=True)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return skipped(path, "symlink loop")
+        if exc.errno == errno.ENOENT:
+            return skipped(path, "broken symlink")
+        return failed(path, error_reason(exc))
+    if len(path) >= _SAFE_PATH:
+        return skipped(path, "symlink path too long to check")
+    if not _inside(os.path.realpath(path), root_real):
+        return skipped(path, "symlink outside root")
+    if stat.S_ISDIR(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            return skipped(path, "symlink loop (directory already visited)")
+        visited.add(key)
+        return path
+    if stat.S_ISREG(st.st_mode):
+        if max_file_size is not None and st.st_size > max_file_size:
+            return skipped(path, "over max_file_size", st.st_size)
+        return Entry(path, st.st_size, index)
+    return skipped(path, f"not a regular file: {_kind(st.st_mode)}")
+
+
+# -- the read path (runs in the executor's workers) ------------------------------------
+class CancelToken:
+    """A cancel flag shared with worker threads; pickles as a never-set flag.
+
+    Worker processes cannot see the caller's flag; they stop when their pending
+    batches are cancelled instead.
+    """
+
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self.event = event if event is not None else threading.Event()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def set(self) -> None:
+        self.event.set()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.event = threading.Event()
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a worker needs to scan a batch (small and picklable)."""
+
+    digest: str | None = "sha256"
+    chunk_size: int = MIN_CHUNK
+    signatures: SignatureSet | None = None
+    profile: Profile | None = None
+    follow_symlinks: bool = False
+    started: float = 0.0  # time.monotonic() at scan start (for step profiles)
+
+
+def _hasher(name: str | None) -> Callable[[], Any] | None:
+    if name is None:
+        return None
+    ctor = getattr(hashlib, name, None)
+    if name in hashlib.algorithms_guaranteed and callable(ctor):
+        return ctor
+    return lambda: hashlib.new(name)
+
+
+def check_digest(name: str | None) -> str | None:
+    """Validate a digest name (any fixed-length ``hashlib`` algorithm, or None)."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise ValueError(f"digest must be a hashlib algorithm name, got {name!r}")
+    try:
+        h = hashlib.new(name)
+    except (ValueError, TypeError):
+        raise ValueError(f"digest: unknown hash algorithm {name!r}; available: "
+                         + ", ".join(sorted(hashlib.algorithms_available))) from None
+    if h.digest_size == 0 or name.startswith("shake"):
+        raise ValueError(f"digest: {name!r} has no fixed length; use sha256 or blake2b")
+    return name
+
+
+def scan_batch(items: list[Entry], options: ScanOptions, token: CancelToken | None = None
+               ) -> tuple[list[FileResult], float, int]:
+    """Scan a batch of files; return (results, seconds spent, files left unscanned).
+
+    Module-level and free of closures so process pools can pickle it. Stops between
+    files when ``token`` is set; the files not reached are counted, not reported.
+    """
+    t0 = time.perf_counter()
+    new_hash = _hasher(options.digest)
+    buf = bytearray(max(options.chunk_size, MIN_CHUNK))
+    out: list[FileResult] = []
+    append = out.append
+    for i, item in enumerate(items):
+        if token is not None and token.is_set():
+            return out, time.perf_counter() - t0, len(items) - i
+        append(_scan_file(item, options, new_hash, buf))
+    return out, time.perf_counter() - t0, 0
+
+
+def _scan_file(item: Entry, options: ScanOptions, new_hash: Callable[[], Any] | None,
+               buf: bytearray) -> FileResult:
+    path = item.path
+    profile = options.profile
+    if profile is not None:
+        profile.before_read(path, item.index, options.started)
+    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
+    try:
+        fd = open_path(path, flags)
+    except OSError as exc:
+        return failed(path, error_reason(exc), item.size)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return skipped(path, "not a regular file: changed type during scan", item.size)
+        size = st.st_size
+        h = new_hash() if new_hash is not None else None
+        matcher = options.signatures.matcher() if options.signatures is not None else None
+        if size < len(buf):
+            data = os.read(fd, size + 1)
+            total = len(data)
+            if h is not None:
+                h.update(data)
+            if matcher is not None:
+                matcher.feed(data)
+            if profile is not None:
+                profile.inspect(data, path)
+        else:
+            view = memoryview(buf)
+            total = 0
+            first = True
+            while True:
+                n = os.readv(fd, (buf,))
+                if not n:
+                    break
+                total += n
+                chunk = view[:n]
+                if h is not None:
+                    h.update(chunk)
+                if matcher is not None:
+                    matcher.feed(chunk)
+                if first and profile is not None:
+                    profile.inspect(bytes(chunk), path)
+                first = False
+        after = os.fstat(fd)
+        if total != size or after.st_size != size or after.st_mtime_ns != st.st_mtime_ns:
+            return failed(path, "changed during scan", total)
+        matches = tuple(sorted(matcher.found)) if matcher is not None else ()
+        digest = h.hexdigest() if h is not None else None
+        return FileResult(os.fsdecode(path), size, digest, matches, "ok", None, path)
+    except OSError as exc:
+        return failed(path, error_reason(exc), item.size)
+    finally:
+        os.close(fd)
