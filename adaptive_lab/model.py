@@ -1,0 +1,396 @@
+"""A small queueing model of a recorded workload, fitted from a trace.
+
+The model answers one question: *at ``k`` busy workers, how many tasks per second
+complete, and how long does each take?* It is deliberately small, and every
+assumption is written down here and in ``docs/replay.md``:
+
+1. **Tasks are alike within a segment.** Each task spends ``wait_s`` seconds off the
+   CPU (sleep, I/O, a GIL-free C call that does not use a core) and ``cpu_s``
+   CPU-seconds on it. ``cpu_s`` is measured, not fitted: process CPU seconds in the
+   segment divided by tasks finished (so it includes the pool's per-task overhead and
+   the submitting thread's work, which compete for the same GIL).
+2. **The CPU is a multi-server station with ``cpu_slots`` servers.** Pure-Python
+   work holds the GIL, so ``cpu_slots`` is about 1 whatever the core count; hashing
+   big buffers releases it, so up to ``cores``. Fitted (grid search, least squares
+   on log throughput) from the recorded ``(busy, throughput)`` pairs, together with
+   ``wait_s``.
+3. **Throughput bends by mean-value analysis** (MVA) of a closed network: a delay
+   station (``wait_s`` plus Seidmann's ``cpu_s * (slots - 1) / slots``) and one
+   queue (``cpu_s / slots``). One worker sees ``wait_s + cpu_s``; many saturate at
+   ``slots / cpu_s`` tasks/s, with a smooth knee in between. Not modelled: the
+   extra cost of hundreds of threads, cache effects, other tenants' load changes.
+4. **Arrivals per segment** are either *backlogged* (a closed population: the
+   submitter keeps up to ``window`` tasks queued or running, as the scanner's
+   backpressure or ``Executor.map`` do) or *arrival-limited* (tasks offered at
+   ``arrival_rate`` per second; chosen when the queue was mostly empty).
+5. **Segments** (phases): when task latency changes over time (a step profile), the
+   model is piecewise; each segment holds ``tasks`` tasks, and a simulation moves to
+   the next segment when they are done. Boundaries come from ``phase`` events if the
+   trace has them, else from a change-point search on log latency.
+6. **Memory and background CPU are as recorded** (segment medians), not modelled.
+7. **Task-time spread** is log-normal with ``sigma`` from the recorded p95/p50.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .trace import Trace
+
+MODEL_SCHEMA = "adaptive-lab/workload-model"
+_Z95 = 1.6448536269514722
+
+
+def mva_throughput(kmax: int, wait_s: float, cpu_s: float, slots: float) -> np.ndarray:
+    """Throughput (tasks/s) at 0..``kmax`` concurrent tasks, by exact MVA.
+
+    A delay station ``wait_s + cpu_s * (slots - 1) / slots`` and one FCFS queue of
+    demand ``cpu_s / slots`` (Seidmann's approximation of ``slots`` servers).
+    """
+    d = cpu_s / slots
+    z = wait_s + cpu_s - d
+    out = [0.0] * (kmax + 1)
+    q = 0.0
+    for n in range(1, kmax + 1):  # plain floats: faster than numpy for one curve
+        r = d * (1.0 + q)
+        x = n / (z + r)
+        q = x * r
+        out[n] = x
+    return np.array(out)
+
+
+def mva_grid(kmax: int, wait_s: np.ndarray, cpu_s: np.ndarray, slots: np.ndarray
+             ) -> np.ndarray:
+    """MVA throughput tables for many parameter sets at once: shape ``(kmax + 1, n)``."""
+    wait_s, cpu_s, slots = np.broadcast_arrays(
+        np.asarray(wait_s, float), np.asarray(cpu_s, float), np.asarray(slots, float))
+    d = cpu_s / slots
+    z = wait_s + cpu_s - d
+    out = np.zeros((kmax + 1, len(d)))
+    q = np.zeros(len(d))
+    for n in range(1, kmax + 1):
+        r = d * (1.0 + q)
+        x = n / (z + r)
+        q = x * r
+        out[n] = x
+    return out
+
+
+@dataclass
+class Segment:
+    """One phase of a workload: task properties and how tasks arrive."""
+
+    t0: float
+    t1: float
+    tasks: int
+    wait_s: float
+    cpu_s: float
+    cpu_slots: float
+    sigma: float = 0.0
+    arrival_rate: float | None = None  # None: backlogged (closed population)
+    memory_percent: float = math.nan
+    available_mb: float = math.nan
+    rss_mb: float = math.nan
+    background_cpu: float = 0.0  # system CPU % not used by this process
+    fit_error: float = math.nan  # RMS log error of throughput on the segment's samples
+
+    @property
+    def latency_1(self) -> float:
+        """Task time with a single worker: ``wait_s + cpu_s``."""
+        return self.wait_s + self.cpu_s
+
+    @property
+    def capacity(self) -> float:
+        """Saturation throughput, ``cpu_slots / cpu_s`` tasks/s."""
+        return self.cpu_slots / self.cpu_s if self.cpu_s > 0 else math.inf
+
+
+@dataclass
+class WorkloadModel:
+    """A fitted workload: segments, the submitter's window and the host's cores.
+
+    Build with :meth:`fit` (from a recorded :class:`~adaptive_lab.trace.Trace`) or by
+    hand; serialise with :meth:`to_dict` / :meth:`from_dict`. See the module
+    docstring for the assumptions.
+    """
+
+    segments: list[Segment]
+    cores: int = 1
+    window: int = 1_000_000_000  # max tasks queued + running at once (backpressure)
+    source: dict[str, Any] = field(default_factory=dict)
+    _tables: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _lists: dict[int, list[float]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.segments:
+            raise ValueError("segments must not be empty")
+        for i, s in enumerate(self.segments):
+            for name in ("wait_s", "cpu_s"):
+                v = getattr(s, name)
+                if not (math.isfinite(v) and v >= 0):
+                    raise ValueError(f"segments[{i}].{name} must be finite and >= 0, got {v}")
+            if s.wait_s + s.cpu_s <= 0:
+                raise ValueError(f"segments[{i}]: wait_s + cpu_s must be > 0")
+            if not s.cpu_slots >= 1:
+                raise ValueError(f"segments[{i}].cpu_slots must be >= 1, got {s.cpu_slots}")
+            if s.tasks < 0:
+                raise ValueError(f"segments[{i}].tasks must be >= 0, got {s.tasks}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+
+    # -- queries ----------------------------------------------------------------
+    @property
+    def total_tasks(self) -> int:
+        return sum(s.tasks for s in self.segments)
+
+    def table(self, seg: int, kmax: int) -> np.ndarray:
+        """Throughput at 0..kmax busy workers in segment ``seg`` (cached)."""
+        tab = self._tables.get(seg)
+        if tab is None or len(tab) <= kmax:
+            s = self.segments[seg]
+            tab = mva_throughput(max(kmax, 64), s.wait_s, s.cpu_s, s.cpu_slots)
+            self._tables[seg] = tab
+        return tab
+
+    def throughput(self, k: float, seg: int = 0) -> float:
+        """Tasks/s at ``k`` (possibly fractional) busy workers in segment ``seg``."""
+        if k <= 0:
+            return 0.0
+        lo = int(k)
+        tab = self._lists.get(seg)
+        if tab is None or len(tab) <= lo + 1:
+            tab = self.table(seg, max(lo + 1, 2 * len(tab or ()))).tolist()
+            self._lists[seg] = tab
+        x = tab[lo]
+        return x + (tab[lo + 1] - x) * (k - lo) if k != lo else x
+
+    def latency(self, k: float, seg: int = 0) -> float:
+        """Mean task time at ``k`` busy workers (Little's law: ``k / throughput``)."""
+        if k <= 1:
+            return self.segments[seg].latency_1
+        return k / self.throughput(k, seg)
+
+    # -- serialisation ----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN kept as float; trace writers turn it into null)."""
+        return {"schema": MODEL_SCHEMA, "cores": self.cores, "window": self.window,
+                "source": dict(self.source),
+                "segments": [asdict(s) for s in self.segments]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorkloadModel:
+        """Inverse of :meth:`to_dict`; ValueError names a missing or bad field."""
+        if not isinstance(d, dict) or not isinstance(d.get("segments"), list):
+            raise ValueError("model dict needs a 'segments' list")
+        segs = []
+        names = set(Segment.__dataclass_fields__)
+        for i, s in enumerate(d["segments"]):
+            if not isinstance(s, dict):
+                raise ValueError(f"model segments[{i}] must be a dict")
+            kw = {k: (math.nan if v is None else v) for k, v in s.items() if k in names}
+            if s.get("arrival_rate") is None:
+                kw["arrival_rate"] = None
+            try:
+                segs.append(Segment(**kw))
+            except TypeError as exc:
+                raise ValueError(f"model segments[{i}]: {exc}") from None
+        return cls(segments=segs, cores=int(d.get("cores", 1)),
+                   window=int(d.get("window", 1_000_000_000)),
+                   source=dict(d.get("source") or {}))
+
+    # -- fitting ----------------------------------------------------------------
+    @classmethod
+    def fit(cls, trace: Trace, *, segments: list[float] | None = None,
+            min_segment: int = 8) -> WorkloadModel:
+        """Estimate the model from a recorded trace.
+
+        Parameters
+        ----------
+        trace
+            A live (or simulated) trace with ``completed``, ``busy``, ``latency_mean``
+            and ``process_cpu_percent`` samples.
+        segments
+            Segment boundaries in trace seconds; default: ``phase`` events, else a
+            change-point search on log latency.
+        min_segment
+            Fewest samples in a detected segment.
+        """
+        a = trace.to_arrays()
+        t = a["t"]
+        if len(t) < 3:
+            raise ValueError(f"trace needs at least 3 samples to fit a model, has {len(t)}")
+        fin = (a["completed"] + np.maximum(a["failed"], 0)).astype(float)
+        if fin[0] < 0:
+            raise ValueError("trace samples need 'completed' counts to fit a model")
+        cores = int((trace.header.get("host") or {}).get("cores") or 1)
+        dt = np.diff(t)
+        n = np.diff(fin)
+        ok = dt > 0
+        x = np.where(ok, n / np.where(ok, dt, 1.0), 0.0)
+        lat = a["latency_mean"][1:]
+        pcpu = a["process_cpu_percent"][1:] * cores / 100.0  # cores in use
+        busy = a["busy"][1:].astype(float)
+        queued = a["queued"][1:].astype(float)
+        if n.sum() <= 0:
+            raise ValueError("trace has no completed tasks; cannot fit a workload model")
+        util = pcpu / max(1.0, float(np.nanmax(pcpu)) if np.isfinite(pcpu).any() else 1.0)
+        bounds = _segment_bounds(trace, t, lat, n, util, segments, min_segment)
+        segs = []
+        for lo_t, hi_t in itertools.pairwise(bounds):
+            sel = (t[1:] > lo_t) & (t[1:] <= hi_t + 1e-9)
+            segs.append(_fit_segment(a, sel, lo_t, hi_t, dt, n, x, lat, pcpu, busy, queued,
+                                     cores))
+        # the submitter's window: what was queued + running while backlogged
+        in_sys = busy + queued
+        back = queued > 0
+        window = int(max(1, np.percentile(in_sys[back], 95))) if back.any() else \
+            int(max(1, in_sys.max()))
+        if trace.samples and trace.samples[0].get("submitted", -1) >= 0:
+            sub = a["submitted"]
+            if sub[-1] >= 0 and sub[1] >= fin[-1] - fin[0]:  # everything up front (map)
+                window = max(window, int(sub[-1] - fin[0]))
+        src = {"policy": trace.policy_name, "samples": len(t),
+               "duration_s": float(t[-1] - t[0]), "tasks": int(fin[-1] - fin[0]),
+               "created": trace.header.get("created"),
+               "workload": trace.header.get("workload") or {},
+               "interval": trace.header.get("interval"),
+               "sample_period": trace.header.get("sample_period"),
+               "bounds": trace.header.get("bounds") or {},
+               "initial_workers": int(a["workers"][0])}
+        return cls(segments=segs, cores=cores, window=window, source=src)
+
+
+def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float,
+                 dt: np.ndarray, n: np.ndarray, x: np.ndarray, lat: np.ndarray,
+                 pcpu: np.ndarray, busy: np.ndarray, queued: np.ndarray, cores: int
+                 ) -> Segment:
+    tasks = int(n[sel].sum())
+    use = sel & (n > 0) & np.isfinite(lat) & (lat > 0)
+    if tasks <= 0 or not use.any():
+        # an idle phase: keep it as a pause with the neighbour's properties unknown
+        return Segment(t0=t0, t1=t1, tasks=0, wait_s=1e-3, cpu_s=1e-5, cpu_slots=1.0,
+                       arrival_rate=0.0)
+    cpu_ok = sel & np.isfinite(pcpu)
+    cpu_s = float(np.sum(pcpu[cpu_ok] * dt[cpu_ok]) / max(1, n[cpu_ok].sum())) \
+        if cpu_ok.any() else 0.0
+    lat_u = lat[use]
+    # time-average busy workers in each period, by Little's law (more exact than the
+    # instantaneous ``busy`` snapshot): completions/s * mean task time
+    k = x[use] * lat_u
+    w_obs = np.maximum(n[use], 1.0)
+    x_u = x[use]
+    if len(k) > 400:  # long traces: fit on 200 bins of similar k (weighted means)
+        order = np.argsort(k, kind="stable")
+        bins = np.array_split(order, 200)
+        wsum = np.array([w_obs[b].sum() for b in bins])
+        k = np.array([np.average(k[b], weights=w_obs[b]) for b in bins])
+        x_u = np.exp(np.array([np.average(np.log(np.maximum(x_u[b], 1e-12)),
+                                          weights=w_obs[b]) for b in bins]))
+        w_obs = wsum
+    lo1 = float(np.percentile(lat_u, 5))
+    cpu_s = min(cpu_s, lo1)  # CPU per task cannot exceed the shortest task time
+    slots_max = float(max(1.0, cores))
+    seen = pcpu[cpu_ok & (n > 0)]
+    slots_lo = 1.0 if not len(seen) else float(min(slots_max, max(1.0, seen.max())))
+    waits = np.unique(np.concatenate([
+        np.linspace(0.0, 1.0, 41) * max(lo1 - cpu_s, 0.0) * 1.25,
+        np.quantile(np.maximum(lat_u - cpu_s, 0.0), [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])]))
+    slots = np.linspace(slots_lo, slots_max, 11) if slots_max > slots_lo else np.array([slots_lo])
+    ww, ss = np.meshgrid(waits, slots, indexing="ij")
+    ww, ss = ww.ravel(), ss.ravel()
+    keep = ww + cpu_s > 0
+    ww, ss = ww[keep], ss[keep]
+    kmax = math.ceil(k.max()) + 1
+    tab = mva_grid(kmax, ww, np.full(len(ww), cpu_s), ss)  # (kmax+1, P)
+    lo = np.floor(k).astype(int)
+    frac = (k - lo)[:, None]
+    pred = tab[lo] + (tab[lo + 1] - tab[lo]) * frac  # (S, P)
+    err = np.log(np.maximum(pred, 1e-12)) - np.log(np.maximum(x_u, 1e-12))[:, None]
+    sse = (w_obs[:, None] * err**2).sum(axis=0) / w_obs.sum()
+    best = int(np.argmin(sse))
+    # arrivals: backlogged when the queue was usually non-empty
+    segq = queued[sel]
+    backlogged = bool(np.mean(segq > 0) >= 0.5)
+    dur = float(dt[sel].sum())
+    rate = None if backlogged else (tasks / dur if dur > 0 else None)
+    p50, p95 = a["latency_p50"][1:][use], a["latency_p95"][1:][use]
+    ratio = p95 / p50
+    ratio = ratio[np.isfinite(ratio) & (ratio >= 1)]
+    sigma = float(np.log(np.median(ratio)) / _Z95) if len(ratio) else 0.0
+
+    def med(col: str) -> float:
+        v = a[col][1:][sel]
+        v = v[np.isfinite(v)]
+        return float(np.median(v)) if len(v) else math.nan
+
+    cpu_sys = a["cpu_percent"][1:][sel]
+    pcpu_pct = a["process_cpu_percent"][1:][sel]
+    bg = cpu_sys - pcpu_pct
+    bg = bg[np.isfinite(bg)]
+    return Segment(
+        t0=float(t0), t1=float(t1), tasks=tasks, wait_s=float(ww[best]), cpu_s=cpu_s,
+        cpu_slots=float(ss[best]), sigma=max(0.0, sigma), arrival_rate=rate,
+        memory_percent=med("memory_percent"), available_mb=med("available_mb"),
+        rss_mb=med("rss_mb"), background_cpu=float(max(0.0, np.median(bg))) if len(bg) else 0.0,
+        fit_error=float(math.sqrt(sse[best])),
+    )
+
+
+def _segment_bounds(trace: Trace, t: np.ndarray, lat: np.ndarray, n: np.ndarray,
+                    util: np.ndarray, given: list[float] | None, min_segment: int
+                    ) -> list[float]:
+    start, end = float(t[0]), float(t[-1])
+    if given is not None:
+        cuts = sorted(float(c) for c in given if start < c < end)
+    else:
+        cuts = sorted(float(e["t"]) for e in trace.events
+                      if e.get("type") == "phase" and start < float(e["t"]) < end)
+        if not cuts:
+            # latency rises with CPU contention too: look only where the CPU was not
+            # saturated (utilisation of the busiest period < 0.8), so a policy that
+            # scales up a CPU-bound job does not look like a phase change
+            calm = ~(util >= 0.8)
+            cuts = _change_points(t[1:][calm], lat[calm], n[calm], min_segment)
+    # keep only cuts with at least two samples on each side
+    kept: list[float] = []
+    prev = start
+    for c in [*cuts, end]:
+        if np.count_nonzero((t > prev) & (t <= c)) >= 2 or c == end:
+            if c != end:
+                kept.append(c)
+                prev = c
+        elif c == end and kept:
+            kept.pop()
+    return [start, *kept, end]
+
+
+def _change_points(t: np.ndarray, lat: np.ndarray, n: np.ndarray, min_len: int,
+                   factor: float = 1.5) -> list[float]:
+    """Binary segmentation on mean log latency: split where the two sides' means
+    differ by more than ``factor`` (O(n) per split, with cumulative sums)."""
+    ok = np.isfinite(lat) & (lat > 0) & (n > 0)
+    tt, y = t[ok], np.log(lat[ok])
+    cs = np.concatenate([[0.0], np.cumsum(y)])
+    out: list[float] = []
+
+    def split(lo: int, hi: int) -> None:
+        if hi - lo < 2 * min_len:
+            return
+        i = np.arange(lo + min_len, hi - min_len + 1)
+        left = (cs[i] - cs[lo]) / (i - lo)
+        right = (cs[hi] - cs[i]) / (hi - i)
+        d = np.abs(left - right)
+        best_i = int(i[np.argmax(d)])
+        if float(d.max()) < math.log(factor):
+            return
+        out.append(float((tt[best_i - 1] + tt[best_i]) / 2))
+        split(lo, best_i)
+        split(best_i, hi)
+
+    split(0, len(y))
+    return sorted(out)
