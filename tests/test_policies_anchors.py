@@ -397,6 +397,16 @@ def test_hill_climbing_idle_threads_time_out() -> None:
     assert [p(o(t, 10)).target for t in (0, 30, 60)] == [10, 10, 10]
 
 
+def test_hill_climbing_waits_for_a_completion() -> None:
+    # no completion: no Update call; the idle 1.5 s joins the next sample's window
+    p = HillClimbingPolicy()
+    ds = [p(o(t, 10, busy=10, throughput=0.0, dt=0.5)) for t in (0.5, 1.0, 1.5)]
+    assert all("no task completed" in d.reason for d in ds)
+    d = p(o(2.0, 10, busy=10, throughput=1000.0, dt=0.5))
+    # 500 completions over 2.0 s = 250 tasks/s
+    assert "250.0 tasks/s at 10 threads over 2.000 s" in d.reason
+
+
 def test_hill_climbing_holds_on_unknown_throughput() -> None:
     d = HillClimbingPolicy()(o(0, 7, throughput=NAN, dt=0.5))
     assert d.target == 7 and "throughput/window unknown" in d.reason

@@ -65,7 +65,9 @@ class HillClimbingPolicy(Policy):
     setting follows it (``ForceChange``). The CPU guard reads
     ``obs.process_cpu_percent`` when ``process_cpu`` is true (what .NET measures on
     Unix, via ``getrusage``), else ``obs.cpu_percent`` (Windows); unknown CPU means
-    no guard. Unknown throughput or window length: hold.
+    no guard. Unknown throughput or window length: hold. No completion yet: hold
+    and keep extending the window (.NET calls ``Update`` from a work-item completion
+    once the sample interval has passed, so idle time lengthens the sample).
 
     Idle threads: ``HillClimbing.cs`` never shrinks an idle pool (no completions,
     no sample). The .NET pool does it elsewhere: a worker that waits 20 s for work
@@ -285,6 +287,12 @@ class HillClimbingPolicy(Policy):
             )
         self._window_seconds += dt
         self._window_completions += tp * dt
+        if self._window_completions <= 0:  # .NET samples on a work-item completion only
+            return Decision(
+                obs.clamp(obs.workers),
+                f"hold at {obs.workers}: no task completed in {self._window_seconds:.3f} s "
+                f"(no hill-climbing sample)",
+            )
         if self._window_seconds + 1e-12 < self._next_sample_s:
             return Decision(
                 obs.clamp(obs.workers),
