@@ -48,6 +48,7 @@ __all__ = ["CancelToken", "FileResult", "ScanOptions", "ScanSummary", "Scanner",
 
 _UNIT_BYTES = 32 * 1024  # bytes of reading+hashing that cost about one file open
 _MAX_BATCH_FILES = 1024
+_PROBES = 4
 
 
 @dataclass
@@ -257,7 +258,9 @@ class Scanner:
         clean_exit = False
         try:
             while True:
-                while not exhausted and len(pending) < bound and not self.token.is_set():
+                # until a batch has been measured, probe with a few one-file batches
+                while not exhausted and not self.token.is_set() and len(pending) < (
+                        bound if self._sec_per_unit is not None else min(bound, _PROBES)):
                     batch, direct, exhausted = self._next_batch(items, carry)
                     for result in direct:
                         summary.add(result)
@@ -352,7 +355,10 @@ class Scanner:
         units = len(results) + sum(r.size for r in results) / _UNIT_BYTES
         sample = elapsed / units
         old = self._sec_per_unit
-        self._sec_per_unit = sample if old is None else 0.8 * old + 0.2 * sample
+        if old is None:
+            self._sec_per_unit = sample
+        else:  # EWMA; one outlier (a GIL stall, a page fault storm) moves it at most 4x
+            self._sec_per_unit = 0.8 * old + 0.2 * min(max(sample, old / 4), old * 4)
         self.summary.sec_per_unit = self._sec_per_unit
 
 
