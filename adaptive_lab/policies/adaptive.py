@@ -1,0 +1,370 @@
+"""The package's default policy: find the throughput knee, fast, and stay near it.
+
+A thread pool's throughput ``X(n)`` rises about linearly with the worker count ``n``
+(``X ~ n / latency``) until something saturates (the GIL, the cores, the disk), then
+stays flat or falls by 5-30 % (shared/MEASURED.md). CPU % cannot see that knee in a
+GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
+:class:`ThroughputSeekingPolicy` searches ``X(n)`` directly, with multiplicative steps:
+
+* **jump** (start, or a regime change): go straight to the Little's-law estimate
+  ``capacity * R`` (workers needed to carry ``capacity`` tasks/s at latency ``R``),
+  where ``capacity`` is the best throughput measured so far (``rate_guess`` before
+  any), capped at ``max_jump`` x the current size, and at least ``growth`` x;
+* **climb**: multiply the size by ``growth`` while throughput keeps scaling, i.e. its
+  elasticity ``(X1/X0 - 1) / (n1/n0 - 1)`` stays >= ``min_gain`` (TCP slow start;
+  BBR's "full pipe" test). When it stops, settle on the better of the last two sizes
+  (their geometric mean if the larger one still gained more than ``noise``);
+* **cruise and probe**: hold the home size; every ``probe_min``..``probe_max`` s
+  (the period doubles while probes find nothing) measure ``home * probe_step`` and
+  ``home / probe_step`` for ``window`` s each (BBR's ProbeBW gains 1.25/0.75).
+  A better upper probe resumes the climb; a lower probe within ``shrink_tolerance``
+  of the best nearby throughput starts a **descent** (divide by ``growth`` while
+  throughput holds), so surplus threads are shed (bias to fewer threads, as .NET's
+  hill climbing);
+* **regime change**: a home measurement whose throughput falls by more than
+  ``change`` while latency rises (e.g. 1 ms -> 20 ms I/O) triggers a new jump;
+* **idle**: with an empty queue and Little's-law utilisation ``X * R / n`` below
+  ``idle_util`` for ``idle_wait`` s, shrink to ``headroom`` x the busy workers (Dask's
+  adaptive target with its ``wait_count`` debounce, in seconds).
+
+Sources: Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 14(5),
+2016 (startup gain 2, full-pipe test, ProbeBW gain cycle); Little's law; .NET
+``PortableThreadPool.HillClimbing.cs`` (bias toward fewer threads); dask
+``distributed/deploy/adaptive_core.py`` (scale down after consecutive
+recommendations). Defaults: growth 2, min_gain 0.2, probe_step 1.25, probe every
+1-4 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
+change 0.35, rate_guess 10,000 tasks/s, max_jump 128, idle_util 0.5 for 1 s,
+headroom 1.5, decisions every 0.1 s.
+
+The state is driven only by the observations (``t``, ``dt``, counts), never by the
+wall clock, so replays are deterministic. Unknown (NaN) rates mean hold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .base import Decision, Observation, Param, Policy
+
+
+@dataclass
+class _Segment:
+    """Completions accumulated at one size since the last measurement was used."""
+
+    n: int
+    dur: float = 0.0
+    tasks: float = 0.0
+    lat_sum: float = 0.0
+    lat_tasks: float = 0.0
+    rates: list[tuple[float, float]] = field(default_factory=list)
+
+    def add(self, obs: Observation) -> None:
+        done = max(0.0, obs.throughput * obs.dt)
+        self.dur += obs.dt
+        self.tasks += done
+        self.rates.append((max(0.0, obs.throughput), obs.dt))
+        if math.isfinite(obs.latency_mean) and done > 0:
+            self.lat_sum += obs.latency_mean * done
+            self.lat_tasks += done
+
+    @property
+    def rate(self) -> float:
+        """Throughput: the time-weighted median of the windows' rates (3+ windows), so
+        a window in which other tenants stalled the process, or the burst after it,
+        does not decide; else the plain mean."""
+        if self.dur <= 0:
+            return math.nan
+        if len(self.rates) < 3:
+            return self.tasks / self.dur
+        acc, half = 0.0, self.dur / 2
+        for x, dt in sorted(self.rates):
+            acc += dt
+            if acc + 1e-12 >= half:
+                return x
+        return self.rates[-1][0]  # pragma: no cover - unreachable
+
+    @property
+    def latency(self) -> float:
+        return self.lat_sum / self.lat_tasks if self.lat_tasks > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class _Point:
+    n: int
+    x: float  # throughput, tasks/s
+    r: float  # mean task latency, s (NaN if unknown)
+
+
+class ThroughputSeekingPolicy(Policy):
+    """Seek the size of maximal throughput: Little's-law jump, multiplicative climb,
+    periodic +/- probes, descent when fewer threads do as well, idle shrink.
+
+    See the module docstring for the algorithm, its sources and its defaults.
+    """
+
+    name = "adaptive"
+    preferred_interval = 0.1
+    PARAMS = (
+        Param("growth", 2.0, 1.1, 8.0, 0.1,
+              "size multiplier per step while throughput keeps scaling (climb/descent)"),
+        Param("min_gain", 0.2, 0.0, 1.0, 0.05,
+              "keep climbing while throughput elasticity (dX/X)/(dn/n) is at least this"),
+        Param("noise", 0.05, 0.0, 0.5, 0.01,
+              "relative throughput difference treated as measurement noise"),
+        Param("probe_step", 1.25, 1.05, 2.0, 0.05,
+              "size multiplier of the periodic up/down probes around the home size"),
+        Param("probe_min", 1.0, 0.1, 60.0, 0.1,
+              "seconds between probes after a move (doubles while probes find nothing)"),
+        Param("probe_max", 4.0, 0.1, 600.0, 0.5,
+              "longest time between probes, in seconds (bounds step-change detection)"),
+        Param("window", 0.3, 0.0, 10.0, 0.05,
+              "seconds of measurement per size (the first, for the start jump, may be shorter)"),
+        Param("settle", 0.1, 0.0, 5.0, 0.05,
+              "seconds ignored after a resize while threads start or retire"),
+        Param("min_tasks", 8, 1, 100_000, 1,
+              "completed tasks needed before a measurement counts", int),
+        Param("shrink_tolerance", 0.03, 0.0, 0.5, 0.01,
+              "shrink when fewer workers keep this close to the best nearby throughput"),
+        Param("change", 0.35, 0.05, 0.95, 0.05,
+              "relative throughput drop at the home size that signals a new regime"),
+        Param("rate_guess", 10_000.0, 1.0, 1e7, 100.0,
+              "assumed peak tasks/s for the first Little's-law jump (Python: ~5-7 k/core)"),
+        Param("max_jump", 128.0, 1.0, 4096.0, 1.0,
+              "largest factor a single Little's-law jump may multiply the size by"),
+        Param("idle_util", 0.5, 0.0, 1.0, 0.05,
+              "utilisation X*R/n below which a pool with an empty queue is oversized"),
+        Param("idle_wait", 1.0, 0.0, 60.0, 0.1,
+              "seconds of idleness before shrinking (debounce)"),
+        Param("headroom", 1.5, 1.0, 4.0, 0.1,
+              "workers kept per busy worker when shrinking an idle pool"),
+    )
+
+    def _check(self, values: dict) -> None:
+        if values["probe_max"] < values["probe_min"]:
+            raise ValueError(
+                f"ThroughputSeekingPolicy parameter 'probe_max' ({values['probe_max']}) "
+                f"must not be below 'probe_min' ({values['probe_min']})"
+            )
+
+    def reset(self) -> None:
+        self._mode = "start"  # start | climb | home | up | down | descend
+        self._seg: _Segment | None = None
+        self._new_segment = True
+        self._expected: int | None = None
+        self._prev: _Point | None = None  # climb: last size that scaled
+        self._home = 0
+        self._xh = math.nan  # EWMA throughput at home
+        self._rh = math.nan  # EWMA latency at home
+        self._xup = math.nan
+        self._xref = math.nan  # best nearby throughput a descent must keep
+        self._capacity = math.nan  # best throughput measured (for jumps)
+        self._period = self.probe_min
+        self._next_probe = math.inf
+        self._idle_since: float | None = None
+        self._changed_at = -math.inf
+        self._confirming = False
+
+    # -- helpers ----------------------------------------------------------------
+    def _up(self, n: int, f: float, obs: Observation) -> int:
+        return obs.clamp(max(n + 1, math.ceil(n * f - 1e-9)))
+
+    def _down(self, n: int, f: float, obs: Observation) -> int:
+        return obs.clamp(min(n - 1, math.floor(n / f + 1e-9)))
+
+    def _go(self, obs: Observation, target: int, reason: str) -> Decision:
+        target = obs.clamp(target)
+        if target != obs.workers:
+            self._new_segment = True
+            self._changed_at = obs.t
+        self._expected = target
+        return Decision(target, reason)
+
+    def _settle(self, obs: Observation, home: int, why: str, fruitful: bool = True) -> Decision:
+        self._mode = "home"
+        self._home = obs.clamp(home)
+        self._xh = self._rh = math.nan
+        if fruitful:
+            self._period = self.probe_min
+        self._next_probe = obs.t + self._period
+        return self._go(obs, self._home, f"settle at {self._home}: {why}")
+
+    def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
+        cap = max(self.rate_guess, self._capacity) if math.isfinite(self._capacity) else (
+            self.rate_guess)
+        little = cap * p.r if math.isfinite(p.r) else 0.0
+        target = max(self._up(p.n, self.growth, obs), min(little, p.n * self.max_jump))
+        self._mode, self._prev = "climb", p
+        return self._go(obs, math.ceil(target),
+                        f"{why}: jump {p.n}->{obs.clamp(math.ceil(target))} "
+                        f"(Little: {cap:.0f}/s x {p.r * 1e3:.2f} ms = {little:.0f})")
+
+    # -- deciding ---------------------------------------------------------------
+    def decide(self, obs: Observation) -> Decision:
+        n = obs.workers
+        if not (math.isfinite(obs.t) and math.isfinite(obs.dt) and obs.dt > 0
+                and math.isfinite(obs.throughput)):
+            return Decision(obs.clamp(n), "hold: no throughput measured yet")
+        if self._expected is not None and n != self._expected:  # resized by someone else
+            self._mode, self._home, self._xh = "home", n, math.nan
+            self._next_probe = obs.t + self._period
+            self._new_segment = True
+        if self._new_segment or self._seg is None or self._seg.n != n:
+            self._seg = _Segment(n)
+            self._new_segment = False
+        if obs.t - obs.dt + 1e-9 >= self._changed_at + self.settle or obs.dt > 2 * self.settle:
+            self._seg.add(obs)  # else: the transient right after a resize
+
+        x, r = obs.throughput, obs.latency_mean
+        busy = max(float(obs.busy), x * r if math.isfinite(r) else 0.0)
+        if obs.queue_depth <= 0 and busy < self.idle_util * n:
+            if self._idle_since is None:
+                self._idle_since = obs.t
+            self._new_segment = True  # under-used windows say nothing about X(n)
+            idle_for = obs.t - self._idle_since
+            need = obs.clamp(max(1, math.ceil(busy * self.headroom)))
+            if idle_for + 1e-9 >= self.idle_wait and need < n:
+                self._mode = "start"
+                return self._go(obs, need, f"-{n - need}: idle {idle_for:.1f}s, queue 0, "
+                                           f"busy {busy:.1f} of {n} (x{self.headroom:g})")
+            return self._go(obs, n, f"hold: under-used ({busy:.1f} busy of {n}, queue 0)")
+        self._idle_since = None
+        return self._search(obs)
+
+    def _capacity_or0(self) -> float:
+        return self._capacity if math.isfinite(self._capacity) else 0.0
+
+    def _ready(self, need: float) -> bool:
+        seg = self._seg
+        assert seg is not None
+        if seg.dur + 1e-9 < need:
+            return False
+        return seg.tasks + 1e-9 >= self.min_tasks or (seg.tasks >= 1 and seg.dur >= 10 * max(
+            need, 0.1))
+
+    def _search(self, obs: Observation) -> Decision:
+        n, mode = obs.workers, self._mode
+        need = self.window
+        if mode == "start" and self._ready(0.0):
+            seg = self._seg
+            if seg.latency * max(self.rate_guess, self._capacity_or0()) >= (
+                    n * self.growth ** 2):
+                need = 0.0  # slow tasks: a big jump is certain, take it at once
+        if not self._ready(need):
+            seg = self._seg
+            return self._go(obs, n, f"hold: measuring {n} ({seg.tasks:.0f} tasks in "
+                                    f"{seg.dur:.2f}s, mode {mode})")
+        seg = self._seg
+        p = _Point(n, seg.rate, seg.latency)
+        self._seg = _Segment(n)
+        if not (math.isfinite(self._capacity) and self._capacity >= p.x):
+            self._capacity = p.x  # best throughput seen: the jumps' capacity estimate
+        if mode == "start":
+            return self._jump(obs, p, f"start at {p.x:.0f}/s")
+        if mode == "climb":
+            return self._climb(obs, p)
+        if mode == "home":
+            return self._cruise(obs, p)
+        if mode == "up":
+            return self._after_up(obs, p)
+        if mode == "down":
+            return self._after_down(obs, p)
+        return self._descend(obs, p)
+
+    def _climb(self, obs: Observation, p: _Point) -> Decision:
+        prev = self._prev
+        if prev is None or p.n <= prev.n or prev.x <= 0:
+            return self._settle(obs, p.n, "climb has no lower reference")
+        k, gain = p.n / prev.n, p.x / prev.x
+        eff = (gain - 1.0) / (k - 1.0)
+        nums = f"{prev.n}->{p.n}: {prev.x:.0f}->{p.x:.0f}/s, elasticity {eff:.2f}"
+        if eff >= self.min_gain and p.n < obs.max_workers:
+            self._prev, self._confirming = p, False
+            return self._go(obs, self._up(p.n, self.growth, obs),
+                            f"climb x{self.growth:g} ({nums} >= {self.min_gain:g})")
+        if gain < 1.0 - self.change and not self._confirming:
+            self._confirming = True  # an implausible drop: measure this size once more
+            return self._go(obs, p.n, f"re-measure {p.n}: implausible drop ({nums})")
+        self._confirming = False
+        if gain >= 1.0 + self.noise:
+            home = round(math.sqrt(p.n * prev.n))
+            return self._settle(obs, home, f"knee between {prev.n} and {p.n} ({nums})")
+        if gain >= 1.0:
+            return self._settle(obs, p.n, f"flat ({nums})")
+        return self._settle(obs, prev.n, f"past the knee ({nums})")
+
+    def _cruise(self, obs: Observation, p: _Point) -> Decision:
+        n = p.n
+        if math.isfinite(self._xh) and self._xh > 0:
+            slower = not math.isfinite(p.r) or not math.isfinite(self._rh) or (
+                p.r > self._rh * (1.0 + self.change))
+            if p.x < self._xh * (1.0 - self.change) and slower:
+                self._capacity = max(self._capacity, self._xh)
+                return self._jump(obs, p, f"regime change: {self._xh:.0f}->{p.x:.0f}/s, "
+                                          f"latency {self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
+            if p.x > self._xh * (1.0 + self.change):
+                self._next_probe = obs.t  # faster tasks: re-probe now
+                self._xh, self._rh = p.x, p.r
+            else:
+                self._xh = 0.5 * self._xh + 0.5 * p.x
+                if math.isfinite(p.r):
+                    self._rh = p.r if not math.isfinite(self._rh) else (
+                        0.5 * self._rh + 0.5 * p.r)
+        else:
+            self._xh, self._rh = p.x, p.r
+        if obs.t + 1e-9 < self._next_probe:
+            return self._go(obs, n, f"hold at {n}: {p.x:.0f}/s, next probe in "
+                                    f"{self._next_probe - obs.t:.1f}s")
+        up = self._up(n, self.probe_step, obs)
+        if up > n:
+            self._mode = "up"
+            return self._go(obs, up, f"probe up {n}->{up} (home {self._xh:.0f}/s)")
+        return self._probe_down(obs, math.nan)
+
+    def _probe_down(self, obs: Observation, xup: float) -> Decision:
+        self._xup = xup
+        down = self._down(self._home, self.probe_step, obs)
+        if down < self._home:
+            self._mode = "down"
+            return self._go(obs, down, f"probe down {self._home}->{down} "
+                                       f"(home {self._xh:.0f}/s)")
+        return self._settle(obs, self._home, "no room to probe", fruitful=False)
+
+    def _after_up(self, obs: Observation, p: _Point) -> Decision:
+        k = p.n / self._home
+        need = 1.0 + max(self.noise, self.min_gain * (k - 1.0))
+        if self._xh > 0 and p.x >= self._xh * need:
+            self._mode = "climb"
+            self._prev = p
+            return self._go(obs, self._up(p.n, self.growth, obs),
+                            f"probe up won: {self._home}->{p.n} gives {self._xh:.0f}->"
+                            f"{p.x:.0f}/s (>= x{need:.3f}); climb")
+        return self._probe_down(obs, p.x)
+
+    def _after_down(self, obs: Observation, p: _Point) -> Decision:
+        ref = max(self._xh, self._xup) if math.isfinite(self._xup) else self._xh
+        floor = ref * (1.0 - self.shrink_tolerance)
+        if p.x >= floor:
+            self._xref, self._home, self._mode = ref, p.n, "descend"
+            self._period = self.probe_min
+            nxt = self._down(p.n, self.growth, obs)
+            if nxt >= p.n:
+                return self._settle(obs, p.n, "probe down held throughput; at the minimum")
+            return self._go(obs, nxt, f"probe down held {p.x:.0f}/s >= {floor:.0f}/s; "
+                                      f"descend {p.n}->{nxt}")
+        self._period = min(self.probe_max, self._period * 2.0)
+        return self._settle(obs, self._home, f"probes found nothing (up {self._xup:.0f}, "
+                                             f"home {self._xh:.0f}, down {p.x:.0f}/s)",
+                            fruitful=False)
+
+    def _descend(self, obs: Observation, p: _Point) -> Decision:
+        floor = self._xref * (1.0 - self.shrink_tolerance)
+        if p.x >= floor:
+            self._home = p.n
+            nxt = self._down(p.n, self.growth, obs)
+            if nxt < p.n:
+                return self._go(obs, nxt, f"descend {p.n}->{nxt}: {p.x:.0f}/s >= "
+                                          f"{floor:.0f}/s")
+            return self._settle(obs, p.n, "descended to the minimum")
+        return self._settle(obs, self._home, f"descent lost throughput at {p.n} "
+                                             f"({p.x:.0f} < {floor:.0f}/s)")

@@ -1,0 +1,292 @@
+"""Tests of ThroughputSeekingPolicy (the default "adaptive" policy).
+
+Table-driven decisions with targets worked out by hand, property tests (bounds,
+finite, deterministic replay), closed-loop runs on a deterministic throughput curve
+(a test double for the pool), and one short real-threads run.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adaptive_lab.policies.adaptive import ThroughputSeekingPolicy
+from adaptive_lab.policies.base import Observation
+
+NAN = float("nan")
+
+
+def ob(t: float, n: int, x: float, r: float, q: int = 1000, busy: int | None = None,
+       dt: float = 0.1, lo: int = 2, hi: int = 512) -> Observation:
+    return Observation(t=t, workers=n, busy=n if busy is None else busy, queue_depth=q,
+                       throughput=x, latency_mean=r, dt=dt, min_workers=lo, max_workers=hi)
+
+
+# -- one decision from a fresh policy -------------------------------------------------
+# (observation, expected target, words the reason must contain); worked out by hand:
+# jump = max(ceil(n * growth), min(rate_guess * R, n * max_jump)), rate_guess 10,000/s.
+FIRST = [
+    (ob(0.1, 2, NAN, 0.02), 2, "hold"),                     # no rate yet
+    (ob(0.1, 2, 100, 0.02, dt=NAN), 2, "hold"),             # no window length
+    (ob(0.1, 2, 100, 0.020), 200, "jump 2->200"),           # 10,000 x 20 ms = 200
+    (ob(0.1, 2, 1000, 0.005), 50, "jump 2->50"),            # 10,000 x 5 ms = 50
+    (ob(0.1, 2, 2000, 0.001), 10, "jump 2->10"),            # 10,000 x 1 ms = 10
+    (ob(0.1, 2, 30000, 6e-5), 2, "measuring"),              # fast tasks: jump 0.6 <
+                                                            # 2 x 4: measure 0.3 s
+    (ob(0.1, 2, 100, 1.0), 256, "jump 2->256"),             # 10,000 capped at 2 x 128
+    (ob(0.1, 2, 100, 0.02, hi=64), 64, "jump 2->64"),       # clamped to max_workers
+    (ob(0.1, 2, 3, 0.02), 2, "measuring"),                  # 0.3 tasks < min_tasks 8
+    (ob(0.1, 8, 0, NAN, q=0, busy=0), 8, "under-used"),     # idle, but not for 1 s yet
+]
+
+
+@pytest.mark.parametrize(("obs", "target", "words"), FIRST)
+def test_first_decision(obs: Observation, target: int, words: str) -> None:
+    d = ThroughputSeekingPolicy()(obs)
+    assert d.target == target, d.reason
+    assert words in d.reason
+
+
+def test_fast_tasks_measure_a_full_window_then_grow_by_growth() -> None:
+    # Little's law gives 10,000 x 60 us = 0.6 < n * growth**2 = 8: no big jump is
+    # certain, so the start waits for window 0.3 s of measurement; then x2.
+    p = ThroughputSeekingPolicy()
+    assert p(ob(0.1, 2, 30000, 6e-5)).target == 2
+    assert p(ob(0.2, 2, 30000, 6e-5)).target == 2
+    d = p(ob(0.3, 2, 30000, 6e-5))
+    assert d.target == 4 and "jump 2->4" in d.reason
+
+
+def run_table(policy: ThroughputSeekingPolicy, rows: list[tuple]) -> None:
+    """Rows: (t, workers, throughput, latency, expected target, words in reason)."""
+    for t, n, x, r, target, words in rows:
+        d = policy(ob(t, n, x, r))
+        assert (d.target, words in d.reason) == (target, True), (t, d)
+
+
+def test_climb_then_settle_between_the_last_two_sizes() -> None:
+    # 2 -> 200 (jump). At 200: the 0.2 window is a transient (settle 0.1 s after the
+    # change at 0.1), then 0.3 s at 9000/s: elasticity (9000/100 - 1)/(200/2 - 1)
+    # = 0.90 >= 0.2 -> x2 = 400. At 400: 9500/s, gain 1.056 (elasticity 0.056 < 0.2)
+    # but above noise 5 % -> settle at round(sqrt(200 * 400)) = 283.
+    run_table(ThroughputSeekingPolicy(), [
+        (0.1, 2, 100, 0.02, 200, "jump"),
+        (0.2, 200, 99, 0.02, 200, "measuring"),
+        (0.3, 200, 9000, 0.022, 200, "measuring"),
+        (0.4, 200, 9000, 0.022, 200, "measuring"),
+        (0.5, 200, 9000, 0.022, 400, "climb x2"),
+        (0.6, 400, 100, 0.04, 400, "measuring"),
+        (0.7, 400, 9500, 0.042, 400, "measuring"),
+        (0.8, 400, 9500, 0.042, 400, "measuring"),
+        (0.9, 400, 9500, 0.042, 283, "knee between 200 and 400"),
+    ])
+
+
+def test_past_the_knee_goes_back_and_an_implausible_drop_is_measured_twice() -> None:
+    p = ThroughputSeekingPolicy()
+    # Hand-computed: from 2 (2000/s) to 10: 1500/s is a 25 % drop (< 35 %, plausible):
+    # past the knee -> back to 2.
+    run_table(p, [
+        (0.1, 2, 2000, 0.001, 10, "jump 2->10"),
+        (0.2, 10, 0, 0.001, 10, "measuring"),
+        (0.3, 10, 1500, 0.007, 10, "measuring"),
+        (0.4, 10, 1500, 0.007, 10, "measuring"),
+        (0.5, 10, 1500, 0.007, 2, "past the knee"),
+    ])
+    # From 2 to 10, 1000/s is a 50 % drop (> change 35 %): measured once more first.
+    p = ThroughputSeekingPolicy()
+    run_table(p, [
+        (0.1, 2, 2000, 0.001, 10, "jump 2->10"),
+        (0.2, 10, 0, 0.001, 10, "measuring"),
+        (0.3, 10, 1000, 0.01, 10, "measuring"),
+        (0.4, 10, 1000, 0.01, 10, "measuring"),
+        (0.5, 10, 1000, 0.01, 10, "re-measure 10"),
+        (0.6, 10, 1900, 0.005, 10, "measuring"),
+        (0.7, 10, 1900, 0.005, 10, "measuring"),
+        (0.8, 10, 1900, 0.005, 2, "past the knee"),   # 1900 < 2000
+    ])
+
+
+def test_idle_pool_shrinks_after_idle_wait_to_headroom_times_busy() -> None:
+    # Queue empty, 3 busy of 64, X*R = 300/s x 10 ms = 3: idle since 0.1; at 1.1 s
+    # (idle_wait 1 s) shrink to ceil(3 * 1.5) = 5.
+    p = ThroughputSeekingPolicy()
+    for i in range(1, 11):
+        d = p(ob(0.1 * i, 64, 300, 0.01, q=0, busy=3))
+        assert d.target == 64 and "under-used" in d.reason
+    d = p(ob(1.1, 64, 300, 0.01, q=0, busy=3))
+    assert d.target == 5 and "idle 1.0s" in d.reason
+
+
+def test_regime_change_at_home_jumps_by_littles_law() -> None:
+    # Settled at 24 with 13,000/s at 1.8 ms; the latency becomes 20 ms and throughput
+    # 1,200/s: a drop beyond 35 % with latency up -> jump to max(rate_guess, best seen)
+    # x R = 13,000 x 0.02 = 260.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    p._mode, p._home, p._capacity = "home", 24, 13000.0
+    p._next_probe = 100.0
+    d = p(ob(0.1, 24, 13000, 0.0018))
+    assert d.target == 24 and "hold at 24" in d.reason
+    d = p(ob(0.2, 24, 1200, 0.020))
+    assert d.target == 260 and "regime change" in d.reason
+
+
+def test_probe_cycle_up_down_descend() -> None:
+    # Home 300 at 10,000/s. Probe up to 375 (ceil(300 x 1.25)): 10,100/s is not 5 %
+    # better -> probe down to 240 (floor(300 / 1.25)): 10,050/s >= 0.97 x max(10,000,
+    # 10,100) -> descend to 120 (240 / 2): 6,000/s < 9,797 -> settle at 240.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0, probe_min=0.1)
+    p._mode, p._home, p._next_probe = "home", 300, 0.0
+    run_table(p, [
+        (0.1, 300, 10000, 0.03, 375, "probe up 300->375"),
+        (0.2, 375, 10100, 0.037, 240, "probe down 300->240"),
+        (0.3, 240, 10050, 0.024, 120, "descend 240->120"),
+        (0.4, 120, 6000, 0.02, 240, "descent lost throughput at 120"),
+    ])
+
+
+def test_a_winning_probe_up_resumes_the_climb() -> None:
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    p._mode, p._home, p._next_probe = "home", 64, 0.0
+    run_table(p, [
+        (0.1, 64, 3000, 0.021, 80, "probe up 64->80"),
+        (0.2, 80, 3700, 0.021, 160, "probe up won"),         # 3700 >= 3000 x 1.05
+    ])
+
+
+def test_fruitless_probes_double_the_probe_period_up_to_probe_max() -> None:
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    p._mode, p._home, p._next_probe = "home", 16, 0.0
+    periods = []
+    t = 0.0
+    for _ in range(40):
+        t += 0.1
+        n = p._expected or 16
+        x = 10000 * (1 - 0.1 * abs(math.log2(n / 16)))  # a peak at 16
+        p(ob(t, n, x, n / x))
+        periods.append(p._period)
+    assert periods[0] == 1.0 and max(periods) == 4.0
+    assert sorted(set(periods)) == [1.0, 2.0, 4.0]
+
+
+# -- properties -----------------------------------------------------------------------
+finite_or_nan = st.one_of(st.just(NAN), st.floats(0, 1e6, allow_nan=False))
+obs_rows = st.lists(st.tuples(
+    st.floats(0.01, 2.0), st.integers(1, 600), finite_or_nan,
+    st.one_of(st.just(NAN), st.floats(1e-6, 5.0)), st.integers(0, 5000),
+    st.integers(0, 600)), min_size=1, max_size=60)
+
+
+def _replay(policy: ThroughputSeekingPolicy, rows: list[tuple], lo: int, hi: int) -> list:
+    out, t = [], 0.0
+    for dt, n, x, r, q, busy in rows:
+        t += dt
+        d = policy(Observation(t=t, workers=n, busy=min(busy, n), queue_depth=q,
+                               throughput=x, latency_mean=r, dt=dt, min_workers=lo,
+                               max_workers=hi))
+        out.append((d.target, d.reason))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(obs_rows, st.integers(1, 8), st.integers(8, 1024))
+def test_targets_in_bounds_finite_and_replay_is_deterministic(rows, lo, hi) -> None:
+    p = ThroughputSeekingPolicy()
+    first = _replay(p, rows, lo, hi)
+    for target, reason in first:
+        assert isinstance(target, int) and lo <= target <= hi and reason
+    assert _replay(p.with_params(), rows, lo, hi) == first
+
+
+def test_parameters_are_validated_by_name() -> None:
+    with pytest.raises(ValueError, match="growth"):
+        ThroughputSeekingPolicy(growth=0.5)
+    with pytest.raises(ValueError, match="probe_max"):
+        ThroughputSeekingPolicy(probe_min=5.0, probe_max=1.0)
+    assert ThroughputSeekingPolicy.name == "adaptive"
+    assert ThroughputSeekingPolicy.preferred_interval > 0
+
+
+# -- closed loop on a deterministic throughput curve (a test double for the pool) ----
+def curve(n: int, latency: float, cost: float = 80e-6, penalty: float = 0.15,
+          knee_width: float = 0.3) -> tuple[float, float]:
+    """Throughput and latency of n workers: linear n / latency up to 1 / cost, then a
+    rounded knee and a slow loss (``penalty`` per doubling past the knee)."""
+    cap = 1.0 / cost
+    lin = n / latency
+    x = (lin ** -4 + cap ** -4) ** -0.25 if knee_width else min(lin, cap)
+    knee = cap * latency
+    if n > knee:
+        x *= (1 - penalty) ** math.log2(n / knee)
+    return x, n / x
+
+
+def simulate(latency_at, seconds: float, lo: int = 2, hi: int = 512, dt: float = 0.1,
+             policy: ThroughputSeekingPolicy | None = None) -> list[tuple[float, int, float]]:
+    p = policy or ThroughputSeekingPolicy()
+    n, t, out = lo, 0.0, []
+    while t < seconds - 1e-9:
+        t += dt
+        x, r = curve(n, latency_at(t))
+        out.append((t, n, x))
+        n = p(ob(t, n, x, r, dt=dt, lo=lo, hi=hi)).target
+    return out
+
+
+def best(latency: float, hi: int = 512) -> float:
+    return max(curve(n, latency)[0] for n in range(1, hi + 1))
+
+
+@pytest.mark.parametrize("latency", [0.0001, 0.001, 0.005, 0.02])
+def test_closed_loop_reaches_090_of_the_best_size(latency: float) -> None:
+    trace = simulate(lambda t: latency, 10.0)
+    late = [x for t, _, x in trace if t > 5.0]
+    assert sum(late) / len(late) >= 0.9 * best(latency)
+
+
+@pytest.mark.parametrize(("before", "after"), [(0.001, 0.02), (0.02, 0.001), (0.005, 0.0001)])
+def test_closed_loop_step_change_recovers_090_within_5s(before: float, after: float) -> None:
+    trace = simulate(lambda t: before if t < 8.0 else after, 16.0)
+    target = 0.9 * best(after)
+    reached = [t for t, _, x in trace if t > 8.0 and x >= target]
+    assert reached and reached[0] - 8.0 <= 5.0
+
+
+def test_closed_loop_direction_changes_are_few_when_steady() -> None:
+    trace = simulate(lambda t: 0.005, 60.0)
+    sizes = [n for t, n, _ in trace if t > 10.0]
+    last, changes = 0, 0
+    for a, b in zip(sizes, sizes[1:]):
+        d = (b > a) - (b < a)
+        if d and last and d != last:
+            changes += 1
+        last = d or last
+    assert changes / (50 / 60) <= 45  # probes every <= 4 s: up, down, home
+
+
+# -- real threads -----------------------------------------------------------------------
+def test_real_pool_grows_under_5ms_sleeps_and_shrinks_when_idle() -> None:
+    from adaptive_lab.pool import AdaptiveThreadPoolExecutor
+
+    pol = ThroughputSeekingPolicy(idle_wait=0.3)
+    pool = AdaptiveThreadPoolExecutor(max_workers=128, min_workers=2, policy=pol)
+    sem = threading.BoundedSemaphore(2 * 128)
+    try:
+        end = time.monotonic() + 2.0
+        peak = 0
+        while time.monotonic() < end:
+            if sem.acquire(timeout=0.05):
+                pool.submit(time.sleep, 0.005).add_done_callback(lambda f: sem.release())
+            peak = max(peak, pool.size)
+        assert peak >= 16, pool.trace()
+        deadline = time.monotonic() + 3.0
+        while pool.size > 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.size <= 4
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
