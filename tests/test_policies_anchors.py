@@ -434,3 +434,29 @@ ALL_ROWS = AIMD_ROWS + GRADIENT2_ROWS + VEGAS_ROWS + HPA_ROWS + OCCUPANCY_ROWS +
 @pytest.mark.parametrize("row", ALL_ROWS, ids=[f"{r.policy.name}-{r.id}" for r in ALL_ROWS])
 def test_table(row: Row) -> None:
     check(row)
+
+
+# -- live: each port drives a real pool ------------------------------------------------
+LIVE = [("hill_climbing", {}), ("aimd", {}), ("gradient2", {}), ("vegas", {}),
+        ("target_tracking", {"sync_period": 0.1}), ("occupancy", {"interval": 0.1}),
+        ("utilization_band", {})]
+
+
+@pytest.mark.parametrize(("name", "params"), LIVE, ids=[n for n, _ in LIVE])
+def test_drives_a_real_pool(name: str, params: dict) -> None:
+    import time
+
+    from adaptive_lab import AdaptiveThreadPoolExecutor, make_policy
+    from adaptive_lab.trace import Recorder
+
+    rec = Recorder()
+    with AdaptiveThreadPoolExecutor(16, min_workers=2, policy=make_policy(name, **params),
+                                    interval=0.05, sample_period=0.05, initial_workers=2,
+                                    record=rec) as ex:
+        assert sum(ex.map(lambda i: time.sleep(0.002) or 1, range(300))) == 300
+        ctrl = ex.controller
+        assert ctrl is not None and ctrl.wait_ticks(3, timeout=10.0)
+        assert ctrl.last_decision is not None
+        trace = ex.trace()
+    assert not [e for e in trace.events if e["type"] == "error"]
+    assert all(2 <= s["workers"] <= 16 for s in trace.samples)
