@@ -221,8 +221,9 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
     min_workers
         Lower bound for the policy (default: ``min(max_workers, cores)``).
     policy
-        A :class:`~adaptive_lab.policies.Policy`; when given, a controller thread
-        samples every ``sample_period`` s and resizes every ``interval`` s.
+        A :class:`~adaptive_lab.policies.Policy` or a registered name; when given,
+        a controller thread samples every ``sample_period`` s and resizes every
+        ``interval`` s.
     interval, sample_period
         Decision and sampling periods in seconds (defaults: the policy's preferred
         interval or 1 s; ``min(interval, 0.5)``).
@@ -247,7 +248,7 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         initargs: tuple = (),
         *,
         min_workers: int | None = None,
-        policy: Policy | None = None,
+        policy: Policy | str | None = None,
         interval: float | None = None,
         sample_period: float | None = None,
         initial_workers: int | None = None,
@@ -256,6 +257,10 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         metrics: Any = None,
         workload: dict | None = None,
     ) -> None:
+        if isinstance(policy, str):
+            from .policies import make_policy
+
+            policy = make_policy(policy)
         cores = available_cores()
         if max_workers is None:
             max_workers = default_bounds(cores)[1] if policy is not None else min(32, cores + 4)

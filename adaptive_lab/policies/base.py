@@ -223,7 +223,7 @@ class Policy(ABC):
         self._check(out)
         return out
 
-    def _check(self, values: dict[str, Any]) -> None:
+    def _check(self, values: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Cross-parameter validation; raise ValueError naming the parameter."""
 
     def params(self) -> dict[str, Any]:

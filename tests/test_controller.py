@@ -1,0 +1,259 @@
+"""The control loop on a fake clock with scripted metrics, and on the real pool."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from adaptive_lab import (
+    AdaptiveThreadPoolExecutor,
+    Controller,
+    FakeClock,
+    FixedPolicy,
+    PsutilMetrics,
+    Recorder,
+    ScriptedMetrics,
+    SystemSample,
+    ThresholdPolicy,
+)
+from adaptive_lab.policies import Decision, Observation, Policy
+
+
+@dataclass
+class StubStats:
+    size: int
+    alive: int = 0
+    busy: int = 0
+    idle: int = 0
+    queued: int = 0
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    task_times: tuple = ()
+    min_workers: int = 1
+    max_workers: int = 100
+
+
+@dataclass
+class StubPool:
+    """A tiny stand-in target: what the controller needs, nothing else."""
+
+    size: int = 4
+    queued: int = 0
+    busy: int = 0
+    completed: int = 0
+    resizes: list = field(default_factory=list)
+
+    def stats(self) -> StubStats:
+        return StubStats(size=self.size, alive=self.size, busy=self.busy, queued=self.queued,
+                         completed=self.completed, submitted=self.completed + self.queued)
+
+    def resize(self, n: int, reason: str = "") -> int:
+        old, self.size = self.size, n
+        self.resizes.append((old, n, reason))
+        return old
+
+
+def calm(cpu=20.0, mem=50.0):
+    return SystemSample(cpu_percent=cpu, memory_percent=mem, available_mb=1000,
+                        process_cpu_percent=cpu, rss_mb=50)
+
+
+def test_decides_every_interval_and_clamps_on_fake_clock():
+    clock, pool, rec = FakeClock(), StubPool(size=4, queued=100), Recorder()
+    ctl = Controller(pool, ThresholdPolicy(), interval=5.0, sample_period=1.0,
+                     min_workers=4, max_workers=10, clock=clock,
+                     metrics=ScriptedMetrics([calm()]), recorder=rec)
+    decisions = []
+    for _ in range(20):
+        clock.advance(1.0)
+        d = ctl.tick()
+        if d is not None:
+            decisions.append((ctl.now(), d.target))
+    # cpu 20 < 40 and queue 100 > 20 -> +4 every 5 s, clamped at 10
+    assert decisions == [(5.0, 8), (10.0, 10), (15.0, 10), (20.0, 10)]
+    assert [r[:2] for r in pool.resizes] == [(4, 8), (8, 10)]
+    assert "clamped" in pool.resizes[1][2]
+    tr = rec.trace()
+    assert len(tr.samples) == 20
+    assert [(e["from"], e["to"]) for e in tr.scale_events()] == [(4, 8), (8, 10)]
+    assert tr.header["policy"]["name"] == "threshold"
+    assert tr.header["bounds"] == {"min_workers": 4, "max_workers": 10}
+
+
+def test_observation_rates_come_from_the_window():
+    clock, pool = FakeClock(), StubPool(size=2)
+    seen: list[Observation] = []
+
+    class Spy(Policy):
+        name = "spy"
+
+        def decide(self, obs):
+            seen.append(obs)
+            return Decision(obs.workers, "hold")
+
+    ctl = Controller(pool, Spy(), interval=2.0, sample_period=1.0, clock=clock,
+                     metrics=ScriptedMetrics([calm(cpu=33)]))
+    for _ in range(4):
+        clock.advance(1.0)
+        pool.completed += 10
+        ctl.tick()
+    assert [o.t for o in seen] == [2.0, 4.0]
+    assert seen[0].throughput == pytest.approx(10.0)  # 20 tasks over 2 s
+    assert seen[0].dt == pytest.approx(2.0)
+    assert seen[0].cpu_percent == 33 and seen[0].workers == 2
+
+
+class Exploding(Policy):
+    name = "exploding"
+
+    def decide(self, obs):
+        raise RuntimeError("policy bug")
+
+
+def test_policy_that_raises_is_logged_recorded_and_size_held(caplog):
+    clock, pool, rec = FakeClock(), StubPool(size=6), Recorder()
+    ctl = Controller(pool, Exploding(), interval=1.0, clock=clock,
+                     metrics=ScriptedMetrics([calm()]), recorder=rec)
+    with caplog.at_level(logging.ERROR, logger="adaptive_lab"):
+        for _ in range(3):
+            clock.advance(1.0)
+            assert ctl.tick() is None
+    assert pool.size == 6 and pool.resizes == []
+    errors = [e for e in rec.trace().events if e["type"] == "error"]
+    assert len(errors) == 3 and "policy bug" in errors[0]["message"]
+    assert "policy failed" in caplog.text
+    assert ctl.errors == 3
+
+
+def test_metrics_source_that_raises_holds_the_size():
+    clock, pool, rec = FakeClock(), StubPool(size=6, queued=100), Recorder()
+    metrics = ScriptedMetrics([OSError("psutil broke"), calm()])
+    ctl = Controller(pool, ThresholdPolicy(), interval=1.0, clock=clock, metrics=metrics,
+                     recorder=rec)
+    clock.advance(1.0)
+    assert ctl.tick() is None  # metrics failed: hold
+    assert pool.size == 6
+    clock.advance(1.0)
+    assert ctl.tick().target == 10  # recovered: +4
+    ev = rec.trace().events
+    assert ev[0]["type"] == "error" and "psutil broke" in ev[0]["message"]
+
+
+def test_policy_returning_garbage_is_an_error_not_a_crash():
+    class Garbage(Policy):
+        name = "garbage"
+
+        def decide(self, obs):
+            return 7  # not a Decision
+
+    clock, pool = FakeClock(), StubPool(size=3)
+    ctl = Controller(pool, Garbage(), interval=1.0, clock=clock,
+                     metrics=ScriptedMetrics([calm()]))
+    clock.advance(1.0)
+    assert ctl.tick() is None and pool.size == 3 and ctl.errors == 1
+
+
+def test_metrics_logged_every_log_interval(caplog):
+    clock, pool = FakeClock(), StubPool()
+    ctl = Controller(pool, FixedPolicy(4), interval=5.0, sample_period=1.0, clock=clock,
+                     metrics=ScriptedMetrics([calm()]))
+    with caplog.at_level(logging.INFO, logger="adaptive_lab"):
+        for _ in range(65):
+            clock.advance(1.0)
+            ctl.tick()
+    lines = [r for r in caplog.records if "workers=" in r.getMessage()]
+    assert len(lines) == 2  # at 30 s and 60 s
+
+
+def test_controller_thread_runs_on_fake_time():
+    clock, pool = FakeClock(), StubPool(size=4, queued=100)
+    ctl = Controller(pool, ThresholdPolicy(), interval=5.0, sample_period=1.0,
+                     min_workers=1, max_workers=50, clock=clock,
+                     metrics=ScriptedMetrics([calm()]))
+    ctl.start()
+    try:
+        assert ctl.wait_ticks(1)  # the first tick at t=0
+        for i in range(1, 11):
+            clock.advance(1.0)
+            assert ctl.wait_ticks(i + 1), f"tick {i} did not happen"
+        assert pool.size == 12  # two decisions (t=5, t=10): 4 -> 8 -> 12
+    finally:
+        ctl.stop()
+    assert not ctl.running
+
+
+@pytest.mark.parametrize("kw,name", [
+    ({"interval": 0}, "interval"), ({"interval": float("nan")}, "interval"),
+    ({"sample_period": -1}, "sample_period"), ({"min_workers": 0}, "min_workers"),
+])
+def test_invalid_controller_arguments(kw, name):
+    with pytest.raises(ValueError, match=name):
+        Controller(StubPool(), None, **kw)
+
+
+def test_psutil_metrics_are_real_and_non_blocking():
+    m = PsutilMetrics()
+    t0 = time.perf_counter()
+    s = m.read()
+    assert time.perf_counter() - t0 < 0.05  # never the seed's blocking 100 ms
+    assert 0 <= s.memory_percent <= 100 and s.available_mb > 0 and s.rss_mb > 1
+    busy_until = time.process_time() + 0.05
+    while time.process_time() < busy_until:
+        pass
+    s2 = m.read()
+    assert 0 <= s2.cpu_percent <= 100
+    assert s2.process_cpu_percent > 0
+
+
+def test_live_pool_scales_under_threshold_policy_and_records(tmp_path):
+    path = tmp_path / "live.jsonl"
+    ex = AdaptiveThreadPoolExecutor(
+        max_workers=40, min_workers=2, policy=ThresholdPolicy(), interval=0.1,
+        record=path, metrics=ScriptedMetrics([calm(cpu=10)]))
+    ev = threading.Event()
+    fs = [ex.submit(ev.wait, 10) for _ in range(200)]
+    deadline = time.monotonic() + 5
+    while ex.size < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ex.size >= 10  # grew by +4 per decision with a long queue and low CPU
+    ev.set()
+    for f in fs:
+        f.result(timeout=10)
+    ex.shutdown()
+    from adaptive_lab import Trace
+
+    tr = Trace.load(path)
+    assert tr.scale_events() and tr.scale_events()[0]["from"] == 2
+    assert "+4" in tr.scale_events()[0]["reason"]
+    assert tr.samples[-1]["completed"] == 200
+    assert ex.status()["total_adjustments"] == len(tr.scale_events())
+
+
+def test_manual_resizes_are_recorded_without_a_policy():
+    ex = AdaptiveThreadPoolExecutor(4, record=True, sample_period=0.05,
+                                    metrics=ScriptedMetrics([calm()]))
+    ex.resize(9, reason="by hand")
+    ex.shutdown()
+    ev = ex.trace().scale_events()
+    assert [(e["from"], e["to"], e["reason"]) for e in ev] == [(4, 9, "by hand")]
+    assert ex.trace().header["policy"] == {"name": "manual"}
+
+
+def test_tick_cost_is_small(benchmark=None):
+    """A tick outside the policy should cost well under 1 ms; checked loosely here
+    (10 ms) because CI machines are noisy; `adaptive-lab bench-pool` reports speed."""
+    ex = AdaptiveThreadPoolExecutor(8)
+    ctl = Controller(ex, FixedPolicy(8), interval=0.001, metrics=PsutilMetrics())
+    list(ex.map(abs, range(5000)))
+    t0 = time.process_time()
+    for _ in range(200):
+        ctl.tick()
+    per_tick = (time.process_time() - t0) / 200
+    ex.shutdown()
+    assert per_tick < 0.010
