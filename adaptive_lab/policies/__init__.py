@@ -1,5 +1,6 @@
 """Scaling policies: pure objects mapping an Observation to a Decision."""
 
+from .adaptive import ThroughputSeekingPolicy
 from .aimd import AIMDPolicy
 from .base import Decision, Observation, Param, Policy, UnknownParameterError, clamp_target
 from .fixed import FixedPolicy
@@ -28,7 +29,7 @@ ANCHOR_POLICIES = (
     UtilizationBandPolicy,
 )
 
-for _cls in (ThresholdPolicy, FixedPolicy, *ANCHOR_POLICIES):
+for _cls in (ThresholdPolicy, FixedPolicy, ThroughputSeekingPolicy, *ANCHOR_POLICIES):
     register_policy(_cls)
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Policy",
     "TargetTrackingPolicy",
     "ThresholdPolicy",
+    "ThroughputSeekingPolicy",
     "UnknownParameterError",
     "UtilizationBandPolicy",
     "VegasPolicy",
