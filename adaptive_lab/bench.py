@@ -1,0 +1,693 @@
+"""The benchmark that answers the seed: fixed pools vs the default vs policies.
+
+``adaptive-lab bench`` runs the same scan of the same corpus under many executor
+configurations, per workload profile, and reports throughput and cost side by side:
+
+* ``baseline-N``: a real ``ThreadPoolExecutor(N)`` (the seed's ``--baseline-workers``);
+* ``tpe-default``: a real ``ThreadPoolExecutor()`` (``min(32, cores + 4)`` workers);
+* ``fixed-N``: :class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` with
+  ``max_workers=N`` and no policy, for every N of the sweep; the best is the *oracle*
+  (same mechanism as the policies, so the ratio isolates the policy);
+* ``seed-threshold``: :class:`~adaptive_lab.policies.ThresholdPolicy` with the seed's
+  bounds (``SEED_DEFAULTS``) and 5 s interval;
+* ``policy:NAME``: every registered policy with its defaults and the package's
+  default bounds (:func:`~adaptive_lab.pool.default_bounds`).
+
+Repetitions are interleaved: each round runs every configuration once, in an order
+shuffled with a seeded RNG. Each run may be cut at ``time_cap`` seconds (the scan is
+cancelled; files/s is then over the files done). Results are a versioned JSON
+document (``SCHEMA``/``VERSION``, see ``docs/benchmark.md``); the table and HTML live
+in :mod:`adaptive_lab.bench_report`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "adaptive-lab/bench"
+VERSION = 1
+DEFAULT_FIXED_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384)
+QUICK_FIXED_SIZES = (4, 16, 64, 256)
+
+__all__ = [
+    "BENCH_PROFILES",
+    "DEFAULT_FIXED_SIZES",
+    "SCHEMA",
+    "VERSION",
+    "BenchConfig",
+    "BenchProfile",
+    "BenchSettings",
+    "build_configs",
+    "resolve_profiles",
+    "run_benchmark",
+]
+
+
+@dataclass(frozen=True)
+class BenchProfile:
+    """A workload of the benchmark: a scanner profile, its parameters, cache state.
+
+    ``step_at``/``latency_after_ms`` describe a latency step (profile ``step``);
+    ``files`` overrides the file budget of a run (``None``: the corpus size).
+    """
+
+    name: str
+    scanner_profile: str
+    params: dict[str, Any] = field(default_factory=dict)
+    cold: bool = False
+    description: str = ""
+
+    @property
+    def cache(self) -> str:
+        return "cold" if self.cold else "warm"
+
+
+BENCH_PROFILES: dict[str, BenchProfile] = {
+    p.name: p for p in (
+        BenchProfile("local", "local", {}, False,
+                     "warm page cache, read + sha256 of every file"),
+        BenchProfile("cold", "local", {}, True,
+                     "page cache dropped before each run (root only), read + sha256"),
+        BenchProfile("latency-1ms", "latency", {"latency_ms": 1.0}, False,
+                     "emulated network storage: sleep 1 ms per file, then read + hash"),
+        BenchProfile("latency-5ms", "latency", {"latency_ms": 5.0}, False,
+                     "emulated network storage: sleep 5 ms per file, then read + hash"),
+        BenchProfile("latency-20ms", "latency", {"latency_ms": 20.0}, False,
+                     "emulated network storage: sleep 20 ms per file, then read + hash"),
+        BenchProfile("cpu", "cpu", {}, False,
+                     "pure-Python inspection per file that holds the GIL"),
+        BenchProfile("mixed", "mixed", {}, False,
+                     "a mix of latency and CPU-bound files"),
+        BenchProfile("step", "step", {"latency_ms": 1.0, "latency_after_ms": 20.0,
+                                      "step_at": 3.0}, False,
+                     "latency steps from 1 ms to 20 ms per file step_at s into the run "
+                     "(on a tree of hard links to the corpus, so no pool runs out of files)"),
+    )
+}
+
+
+def resolve_profiles(spec: str) -> list[BenchProfile]:
+    """Profiles named by ``spec``: ``all``, one name, or a comma-separated list."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("profile: expected a profile name or 'all'")
+    if spec.strip() == "all":
+        return list(BENCH_PROFILES.values())
+    out = []
+    for name in (s.strip() for s in spec.split(",")):
+        if name not in BENCH_PROFILES:
+            raise ValueError(f"profile: unknown profile {name!r}; known: "
+                             + ", ".join(BENCH_PROFILES) + ", all")
+        out.append(BENCH_PROFILES[name])
+    return out
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One executor configuration; ``kind`` is baseline, tpe_default, fixed, seed or policy."""
+
+    name: str
+    kind: str
+    workers: int | None = None
+    policy: str | None = None
+
+    @property
+    def uses_our_pool(self) -> bool:
+        return self.kind in ("fixed", "seed", "policy")
+
+
+def build_configs(baseline_workers: int, fixed_sizes: Sequence[int],
+                  policies: Sequence[str]) -> list[BenchConfig]:
+    """The configurations of one profile, in a stable order."""
+    if baseline_workers < 1:
+        raise ValueError(f"baseline_workers must be >= 1, got {baseline_workers}")
+    if any(n < 1 for n in fixed_sizes):
+        raise ValueError(f"fixed_sizes must all be >= 1, got {list(fixed_sizes)}")
+    configs = [BenchConfig(f"baseline-{baseline_workers}", "baseline", baseline_workers),
+               BenchConfig("tpe-default", "tpe_default", min(32, (os.cpu_count() or 1) + 4))]
+    configs += [BenchConfig(f"fixed-{n}", "fixed", n) for n in sorted(set(fixed_sizes))]
+    configs.append(BenchConfig("seed-threshold", "seed", policy="threshold"))
+    configs += [BenchConfig(f"policy:{p}", "policy", policy=p) for p in policies]
+    return configs
+
+
+def resolve_policies(spec: str) -> list[str]:
+    """Registered policy names for ``spec`` (``all``: every one except ``fixed``,
+    which the fixed sweep already covers; ``none``: no registered policy)."""
+    from .policies import available_policies, policy_class
+
+    if spec.strip() == "none":
+        return []
+    if spec.strip() == "all":
+        return [p for p in available_policies() if p != "fixed"]
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    for n in names:
+        policy_class(n)  # ValueError listing the known names
+    return names
+
+
+# -- executors ---------------------------------------------------------------------
+class TaskTimer:
+    """Collects the run time of every task submitted through a timed executor."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        times, perf = self.times, time.perf_counter
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = perf()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                times.append(perf() - t0)  # list.append is atomic under the GIL
+        return timed
+
+
+class _TimedTPE(ThreadPoolExecutor):
+    """A real ``ThreadPoolExecutor`` whose tasks are timed (about 1 us per task)."""
+
+    def __init__(self, timer: TaskTimer, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="bench-tpe")
+        self._timer = timer
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return super().submit(self._timer.wrap(fn), *args, **kwargs)
+
+    def workers_alive(self) -> tuple[int, int]:
+        n = len(self._threads)
+        return n, n
+
+
+def _timed_pool_class() -> type:
+    from .pool import AdaptiveThreadPoolExecutor
+
+    class _TimedPool(AdaptiveThreadPoolExecutor):
+        """Our pool with the same task timing as :class:`_TimedTPE`."""
+
+        _bench_timer: TaskTimer
+
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            return super().submit(self._bench_timer.wrap(fn), *args, **kwargs)
+
+        def workers_alive(self) -> tuple[int, int]:
+            st = self.stats()
+            return st.size, st.alive
+
+    return _TimedPool
+
+
+def make_executor(config: BenchConfig, timer: TaskTimer, record: Path | None,
+                  workload: dict | None = None) -> Executor:
+    """Build the executor of ``config`` (our pool records to ``record``)."""
+    if config.kind in ("baseline", "tpe_default"):
+        return _TimedTPE(timer, config.workers if config.kind == "baseline" else None)
+    from .policies import SEED_DEFAULTS, ThresholdPolicy, make_policy
+
+    cls = _timed_pool_class()
+    kw: dict[str, Any] = {"record": record, "workload": workload,
+                          "thread_name_prefix": "bench-pool"}
+    if config.kind == "fixed":
+        ex = cls(max_workers=config.workers, **kw)
+    elif config.kind == "seed":
+        ex = cls(max_workers=SEED_DEFAULTS["max_workers"],
+                 min_workers=SEED_DEFAULTS["min_workers"], policy=ThresholdPolicy(),
+                 interval=float(SEED_DEFAULTS["interval"]), **kw)
+    else:
+        ex = cls(policy=make_policy(config.policy or ""), **kw)
+    ex._bench_timer = timer
+    return ex
+
+
+class ResourceSampler:
+    """Samples process CPU %, RSS and the pool's size every ``period`` s on a thread.
+
+    CPU % is this process's CPU time over the period as a percentage of all cores
+    (0-100), from ``os.times()``; RSS from psutil.
+    """
+
+    def __init__(self, executor: Any, period: float = 0.05) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._ex = executor
+        self.period = period
+        self.rows: list[tuple[float, int, int, float, float]] = []  # t, size, alive, cpu, rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+
+    def start(self) -> ResourceSampler:
+        self.t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def _sample(self, last: tuple[float, float]) -> tuple[float, float]:
+        now = time.perf_counter()
+        t = os.times()
+        cpu_s = t.user + t.system
+        dt = now - last[0]
+        cpu = 100.0 * (cpu_s - last[1]) / (dt * self._cores) if dt > 0 else float("nan")
+        size, alive = self._ex.workers_alive()
+        rss = self._proc.memory_info().rss / 2**20
+        self.rows.append((now - self.t0, size, alive, cpu, rss))
+        return now, cpu_s
+
+    def _run(self) -> None:
+        t = os.times()
+        last = (time.perf_counter(), t.user + t.system)
+        size, alive = self._ex.workers_alive()
+        self.rows.append((0.0, size, alive, float("nan"), self._proc.memory_info().rss / 2**20))
+        while not self._stop.wait(self.period):
+            last = self._sample(last)
+        self._sample(last)
+
+    def stop(self) -> np.ndarray:
+        self._stop.set()
+        self._thread.join()
+        return np.array(self.rows, dtype=np.float64).reshape(-1, 5)
+
+
+def drop_caches() -> None:
+    """``sync; echo 3 > /proc/sys/vm/drop_caches`` (root only; OSError otherwise)."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def can_drop_caches() -> tuple[bool, str]:
+    """Whether this process may drop the page cache, and why not."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False, "dropping the page cache needs root"
+    if not os.access("/proc/sys/vm/drop_caches", os.W_OK):
+        return False, "/proc/sys/vm/drop_caches is not writable (container?)"
+    return True, ""
+
+
+# -- one run -----------------------------------------------------------------------
+@dataclass
+class BenchSettings:
+    """Everything a benchmark run needs (see ``adaptive-lab bench --help``)."""
+
+    profiles: list[BenchProfile]
+    policies: list[str]
+    baseline_workers: int = 4
+    files_count: int = 10_000
+    repeat: int = 3
+    fixed_sizes: tuple[int, ...] = DEFAULT_FIXED_SIZES
+    output: Path = Path("benchmark_results.json")
+    corpus: Path | None = None
+    time_cap: float = 3.0
+    step_time_cap: float = 7.0
+    step_at: float = 1.0
+    seed: int = 0
+    quick: bool = False
+    references: bool = True
+    digest: str = "sha256"
+
+    def __post_init__(self) -> None:
+        for name in ("baseline_workers", "files_count", "repeat"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        for name in ("time_cap", "step_time_cap", "step_at"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {v!r}")
+        if self.step_at >= self.step_time_cap:
+            raise ValueError(f"step_at ({self.step_at}) must be below step_time_cap "
+                             f"({self.step_time_cap})")
+
+    @property
+    def step_fixed_cap(self) -> float:
+        """Time cap of fixed pools in the step profile: they need no time to adapt."""
+        return min(self.step_time_cap, self.step_at + 3.0)
+
+    @property
+    def steady_from(self) -> float:
+        """Start of the window where a fixed pool's post-step throughput is measured."""
+        return self.step_at + min(1.0, (self.step_fixed_cap - self.step_at) / 2)
+
+
+def scanner_profile(profile: BenchProfile, step_at: float) -> Any:
+    """The :class:`adaptive_lab.workloads.Profile` a bench profile scans with."""
+    from .workloads import profile_by_name
+
+    p = profile.params
+    if profile.scanner_profile == "latency":
+        return profile_by_name("latency", latency_ms=p["latency_ms"])
+    if profile.scanner_profile == "step":
+        return profile_by_name("step", latency_ms=p["latency_ms"],
+                               step_latency_ms=p["latency_after_ms"],
+                               step_after_files=None, step_after_s=step_at)
+    return profile_by_name(profile.scanner_profile)
+
+
+def _reference_run(kind: str, root: Path, digest: str, corpus_files: int) -> dict[str, Any]:
+    from .workloads import plain_loop_scan, run_native_scan
+
+    if kind == "plain-loop":
+        r = plain_loop_scan(root, digest)
+        files, secs = r["files"], r["seconds"]
+        extra = {"command": f"workloads.plain_loop_scan(ROOT, {digest!r})"}
+    else:
+        r = run_native_scan(root, digest)
+        if r["returncode"] != 0:
+            raise RuntimeError(f"native reference failed ({r['returncode']}): {r['command']}")
+        files, secs = corpus_files, r["seconds"]
+        extra = {"command": r["command"]}
+    return {"files_done": files, "files_seen": files, "skipped": 0, "errors": 0,
+            "not_scanned": 0, "unwalked": corpus_files - files, "elapsed_s": secs,
+            "capped": False, "accounted": files == corpus_files,
+            "files_per_s": files / secs if secs > 0 else 0.0,
+            "ms_per_file": 1000 * secs / files if files else None, **extra}
+
+
+def run_once(profile: BenchProfile, config: BenchConfig, root: Path, corpus_files: int,
+             settings: BenchSettings, trace_path: Path | None,
+             scan_fn: Callable[..., Any] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """One scan of ``root`` under ``config``; returns the run record and the
+    completion times (s since start) of every file, for convergence analysis."""
+    if profile.cold:
+        drop_caches()
+    if config.kind == "reference":
+        return _reference_run(config.name, root, settings.digest, corpus_files), np.empty(0)
+    if scan_fn is None:
+        from .scanner import scan as scan_fn
+    step = profile.scanner_profile == "step"
+    cap = settings.step_time_cap if step else settings.time_cap
+    if step and config.kind in ("fixed", "baseline", "tpe_default"):
+        cap = settings.step_fixed_cap
+    timer = TaskTimer()
+    workload = {"bench_profile": profile.name, "config": config.name}
+    ex = make_executor(config, timer, trace_path, workload)
+    perf = time.perf_counter
+    done_t: list[float] = []  # completion time of every ok file
+    other: list[int] = [0]  # skipped and error results
+
+    def on_result(r: Any) -> None:
+        if r.status == "ok":
+            done_t.append(perf())
+        else:
+            other[0] += 1
+
+    cancel = threading.Event()
+    cap_timer = threading.Timer(cap, cancel.set)
+    sampler = ResourceSampler(ex).start()
+    t0 = perf()
+    cap_timer.start()
+    try:
+        summary = scan_fn(root, ex, profile=scanner_profile(profile, settings.step_at),
+                          digest=settings.digest, cancel_event=cancel,
+                          on_result=on_result)
+    finally:
+        cap_timer.cancel()
+        wall = perf() - t0
+        rows = sampler.stop()  # before shutdown: the last sample sees the live workers
+        ex.shutdown(wait=True)
+    times = np.asarray(done_t, dtype=np.float64) - t0
+    seen = summary.files_seen
+    capped = bool(summary.cancelled)
+    unwalked = corpus_files - seen
+    if capped:  # files/s over the capped window; files finishing after it are not counted
+        elapsed = cap
+        done = int(np.count_nonzero(times <= cap))
+    else:
+        elapsed = summary.elapsed or wall
+        done = summary.files
+    rec: dict[str, Any] = {
+        "files_done": summary.files, "files_seen": seen, "skipped": summary.skipped,
+        "errors": summary.errors, "not_scanned": summary.not_scanned,
+        "unwalked": unwalked, "capped": capped, "cap_s": cap,
+        "accounted": unwalked >= 0 and (capped or unwalked == 0)
+        and len(done_t) == summary.files and other[0] == summary.skipped + summary.errors,
+        "elapsed_s": elapsed, "wall_s": wall,
+        "files_per_s": done / elapsed if elapsed > 0 else 0.0,
+        "ms_per_file": 1000 * elapsed / done if done else None,
+        "batches": summary.batches, "bytes": summary.bytes,
+    }
+    if capped:
+        rows = rows[rows[:, 0] <= cap + sampler.period]
+    rec.update(task_stats(timer.times))
+    rec.update(resource_stats(rows, elapsed))
+    rec["timeline"] = timeline(rows, times)
+    if config.uses_our_pool:
+        rec.update(trace_stats(ex, elapsed))
+        rec["trace"] = str(trace_path) if trace_path is not None else None
+    else:
+        rec.update(scale_events=0, direction_changes_per_min=0.0, trace=None)
+    return rec, times
+
+
+# -- statistics --------------------------------------------------------------------
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def task_stats(times: Sequence[float]) -> dict[str, Any]:
+    """Count, p50 and p95 of task run times in ms (a task is one scanner batch)."""
+    if not times:
+        return {"tasks": 0, "task_p50_ms": None, "task_p95_ms": None}
+    p50, p95 = np.percentile(np.asarray(times), (50, 95)) * 1000
+    return {"tasks": len(times), "task_p50_ms": float(p50), "task_p95_ms": float(p95)}
+
+
+def resource_stats(rows: np.ndarray, elapsed: float) -> dict[str, Any]:
+    """Peak CPU %, peak RSS, mean/max live workers and worker-seconds from samples."""
+    if len(rows) == 0:
+        return {"peak_cpu_percent": None, "peak_rss_mb": None, "mean_workers": None,
+                "max_workers": None, "worker_seconds": None}
+    t, alive, cpu, rss = rows[:, 0], rows[:, 2], rows[:, 3], rows[:, 4]
+    ws = float(np.sum((alive[1:] + alive[:-1]) * np.diff(t)) / 2) if len(t) > 1 else 0.0
+    span = t[-1] - t[0]
+    return {"peak_cpu_percent": _finite(np.nanmax(cpu)) if np.isfinite(cpu).any() else None,
+            "peak_rss_mb": float(rss.max()), "max_workers": int(alive.max()),
+            "mean_workers": ws / span if span > 0 else float(alive.mean()),
+            "worker_seconds": ws}
+
+
+def timeline(rows: np.ndarray, done_times: np.ndarray, step: float = 0.25
+             ) -> dict[str, list]:
+    """Workers, CPU, RSS and files/s on a ``step``-second grid (kept small for JSON)."""
+    if len(rows) == 0:
+        return {"t": [], "workers": [], "alive": [], "cpu_percent": [], "rss_mb": [],
+                "files_per_s": []}
+    end = float(rows[-1, 0])
+    grid = np.arange(0.0, end + step, step)
+    idx = np.clip(np.searchsorted(rows[:, 0], grid, side="right") - 1, 0, len(rows) - 1)
+    counts = np.histogram(done_times, bins=np.append(grid, grid[-1] + step))[0]
+    r = rows[idx]
+    return {"t": [round(x, 3) for x in grid.tolist()],
+            "workers": r[:, 1].astype(int).tolist(), "alive": r[:, 2].astype(int).tolist(),
+            "cpu_percent": [None if not np.isfinite(c) else round(c, 1) for c in r[:, 3]],
+            "rss_mb": [round(x, 1) for x in r[:, 4].tolist()],
+            "files_per_s": (counts / step).round(1).tolist()}
+
+
+def direction_changes(sizes: Sequence[int]) -> int:
+    """How often a sequence of pool sizes reverses direction (up then down or back)."""
+    changes, last = 0, 0
+    for a, b in itertools.pairwise(sizes):
+        d = (b > a) - (b < a)
+        if d and last and d != last:
+            changes += 1
+        if d:
+            last = d
+    return changes
+
+
+def trace_stats(executor: Any, elapsed: float) -> dict[str, Any]:
+    """Scale events and direction changes per minute from our pool's recorded trace."""
+    trace = executor.trace()
+    events = trace.scale_events() if trace is not None else []
+    sizes = [events[0]["from"]] + [e["to"] for e in events] if events else []
+    minutes = elapsed / 60.0
+    return {"scale_events": len(events),
+            "direction_changes_per_min": direction_changes(sizes) / minutes
+            if minutes > 0 else 0.0}
+
+
+def converge_time(done_times: np.ndarray, step_at: float, target: float, end: float,
+                  window: float = 0.5, grid: float = 0.05) -> float | None:
+    """Seconds from ``step_at`` to the end of the first ``window`` lying wholly after
+    the step whose throughput is >= ``target`` files/s; None if never before ``end``."""
+    if not np.isfinite(target) or target <= 0:
+        return None
+    ends = np.arange(step_at + window, end + 1e-9, grid)
+    if len(ends) == 0:
+        return None
+    t = np.sort(done_times)
+    counts = np.searchsorted(t, ends, side="right") - np.searchsorted(t, ends - window,
+                                                                      side="right")
+    hit = np.nonzero(counts / window >= target)[0]
+    return float(ends[hit[0]] - step_at) if len(hit) else None
+
+
+def steady_after(done_times: np.ndarray, start: float, end: float) -> float:
+    """Files/s completed in ``[start, end]`` (NaN if the interval is empty)."""
+    if end <= start:
+        return float("nan")
+    n = np.count_nonzero((done_times >= start) & (done_times <= end))
+    return n / (end - start)
+
+
+def describe(values: Sequence[float | None]) -> dict[str, Any]:
+    """Median, min, max and count of the finite values (None when there are none)."""
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
+            "n": len(v)}
+
+
+# -- the whole benchmark -----------------------------------------------------------
+def _step_tree(corpus: Path, copies: int) -> tuple[Path, int]:
+    """A tree of ``copies`` hard links to every corpus file (no data copied), next to
+    the corpus, so the step profile has enough files to run well past the step."""
+    root = Path(tempfile.mkdtemp(prefix=".adaptive-lab-step-", dir=corpus.parent)) / "t"
+    n = 0
+    try:
+        for k in range(copies):
+            for dirpath, _dirs, names in os.walk(corpus):
+                sub = root / f"c{k}" / os.path.relpath(dirpath, corpus)
+                sub.mkdir(parents=True, exist_ok=True)
+                for name in names:
+                    os.link(os.path.join(dirpath, name), sub / name)
+                    n += 1
+    except OSError as exc:
+        shutil.rmtree(root.parent, ignore_errors=True)
+        raise ValueError(f"corpus: the step profile hard-links the corpus files next to "
+                         f"it and could not ({exc}); use a corpus on a writable disk") from None
+    return root, n
+
+
+def step_copies(settings: BenchSettings, corpus_files: int) -> int:
+    """Copies of the corpus the step profile needs so that even the fastest pool
+    (about 14 k files/s before the step, 10 k after, on 2 cores) has files left at
+    the time cap."""
+    need = 14_000 * settings.step_at + 10_000 * (settings.step_time_cap - settings.step_at)
+    return max(2, math.ceil(need / max(1, corpus_files)))
+
+
+def _count_files(root: Path) -> int:
+    return sum(len(names) for _d, _s, names in os.walk(root))
+
+
+def _reference_configs() -> list[BenchConfig]:
+    return [BenchConfig("plain-loop", "reference"), BenchConfig("native-xargs", "reference")]
+
+
+def run_benchmark(settings: BenchSettings, progress: Callable[[str], object] | None = None,
+                  scan_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Run every (profile, configuration) ``settings.repeat`` times, interleaved, and
+    return the results document (schema ``SCHEMA`` version ``VERSION``)."""
+    from .bench_report import aggregate
+    from .trace import host_info
+    from .workloads import make_corpus
+
+    say = progress or (lambda _m: None)
+    out_dir = Path(settings.output).resolve().parent
+    trace_dir = out_dir / (Path(settings.output).stem + "_traces")
+    trace_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="adaptive-lab-bench-"))
+    started = time.time()
+    cleanup = [work]
+    try:
+        if settings.corpus is not None and Path(settings.corpus).is_dir() and any(
+                Path(settings.corpus).iterdir()):
+            corpus = Path(settings.corpus)
+            corpus_info: dict[str, Any] = {"root": str(corpus), "reused": True}
+        else:
+            corpus = Path(settings.corpus) if settings.corpus else work / "corpus"
+            say(f"writing a {settings.files_count}-file corpus to {corpus} ...")
+            corpus_info = make_corpus(corpus, files=settings.files_count,
+                                      seed=settings.seed).to_dict()
+            corpus_info["reused"] = False
+        corpus_files = _count_files(corpus)
+        corpus_info["files"] = corpus_files
+        roots = {p.name: (corpus, corpus_files) for p in settings.profiles}
+        if any(p.scanner_profile == "step" for p in settings.profiles):
+            copies = step_copies(settings, corpus_files)
+            step_root, n = _step_tree(corpus, copies)
+            cleanup.append(step_root.parent)
+            for p in settings.profiles:
+                if p.scanner_profile == "step":
+                    roots[p.name] = (step_root, n)
+        configs = build_configs(settings.baseline_workers, settings.fixed_sizes,
+                                settings.policies)
+        ok_cold, why_cold = can_drop_caches()
+        plan: dict[str, list[BenchConfig]] = {}
+        unavailable: dict[str, str] = {}
+        for p in settings.profiles:
+            if p.cold and not ok_cold:
+                unavailable[p.name] = why_cold
+                continue
+            extra = _reference_configs() if (
+                settings.references and p.scanner_profile == "local") else []
+            plan[p.name] = configs + extra
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        completions: dict[tuple[str, str], list[np.ndarray]] = {}
+        rng = random.Random(settings.seed)
+        total = sum(len(c) for c in plan.values()) * settings.repeat
+        k = 0
+        profiles = {p.name: p for p in settings.profiles}
+        for rep in range(settings.repeat):
+            for pname, pconfigs in plan.items():
+                order = list(pconfigs)
+                rng.shuffle(order)
+                root, nfiles = roots[pname]
+                for pos, cfg in enumerate(order):
+                    k += 1
+                    safe = cfg.name.replace(":", "-")
+                    tpath = trace_dir / f"{pname}__{safe}__r{rep}.jsonl" \
+                        if cfg.uses_our_pool else None
+                    rec, times = run_once(profiles[pname], cfg, root, nfiles, settings,
+                                          tpath, scan_fn)
+                    rec.update(rep=rep, position=pos, cache=profiles[pname].cache)
+                    if rec.get("trace"):
+                        rec["trace"] = os.path.relpath(rec["trace"], out_dir)
+                    runs.setdefault((pname, cfg.name), []).append(rec)
+                    completions.setdefault((pname, cfg.name), []).append(times)
+                    say(f"[{k}/{total}] r{rep} {pname:<13} {cfg.name:<24} "
+                        f"{rec['files_per_s']:>9.0f} files/s"
+                        + (" (capped)" if rec.get("capped") else ""))
+        doc: dict[str, Any] = {
+            "schema": SCHEMA, "version": VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "duration_s": None, "host": host_info(), "command": list(sys.argv),
+            "settings": _settings_dict(settings), "corpus": corpus_info,
+            "shared_machine_note": "other processes may share this machine; compare "
+                                   "configurations side by side, as ratios",
+        }
+        doc["profiles"] = aggregate(settings, profiles, plan, unavailable, runs,
+                                    completions, roots)
+        doc["duration_s"] = time.time() - started
+        return doc
+    finally:
+        for d in cleanup:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _settings_dict(s: BenchSettings) -> dict[str, Any]:
+    return {"profiles": [p.name for p in s.profiles], "policies": list(s.policies),
+            "baseline_workers": s.baseline_workers, "files_count": s.files_count,
+            "repeat": s.repeat, "fixed_sizes": list(s.fixed_sizes),
+            "time_cap_s": s.time_cap, "step_time_cap_s": s.step_time_cap,
+            "step_at_s": s.step_at, "seed": s.seed, "quick": s.quick, "digest": s.digest,
+            "output": str(s.output), "corpus": str(s.corpus) if s.corpus else None}

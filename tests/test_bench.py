@@ -1,0 +1,209 @@
+"""Tests of the benchmark: pure statistics by hand, and a real ``--quick`` run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adaptive_lab import bench
+from adaptive_lab.bench import (
+    BENCH_PROFILES,
+    BenchSettings,
+    build_configs,
+    converge_time,
+    describe,
+    direction_changes,
+    resolve_policies,
+    resolve_profiles,
+    steady_after,
+)
+from adaptive_lab.bench_report import format_table, seed_claim, write_html
+from adaptive_lab.cli import main
+
+
+# -- pure pieces ------------------------------------------------------------------
+@pytest.mark.parametrize("sizes, expected", [
+    ([], 0), ([4], 0), ([4, 8, 12, 16], 0),          # monotone: no reversal
+    ([4, 8, 4], 1), ([4, 8, 8, 4, 8], 2),            # plateaus do not count
+    ([10, 8, 6, 8, 6, 8], 3),  # down, up, down, up
+])
+def test_direction_changes(sizes: list[int], expected: int) -> None:
+    assert direction_changes(sizes) == expected
+
+
+def test_describe_median_min_max_ignores_missing() -> None:
+    assert describe([3.0, None, 1.0, float("nan"), 2.0]) == {
+        "median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert describe([]) == {"median": None, "min": None, "max": None, "n": 0}
+
+
+def test_converge_time_first_full_window_after_the_step() -> None:
+    # 100 files/s until t=2, then 1000 files/s from t=3: the first 0.5 s window lying
+    # wholly after the step (at 1.0) with >= 900 files/s ends at 3.5 -> 2.5 s.
+    slow = np.arange(0.0, 3.0, 0.01)
+    fast = np.arange(3.0, 6.0, 0.001)
+    t = np.concatenate([slow, fast])
+    c = converge_time(t, step_at=1.0, target=900.0, end=6.0)
+    assert c is not None and abs(c - 2.5) < 0.06
+    assert converge_time(t, step_at=1.0, target=5000.0, end=6.0) is None
+    assert converge_time(t, step_at=1.0, target=float("nan"), end=6.0) is None
+
+
+def test_steady_after_counts_the_interval() -> None:
+    t = np.arange(0.0, 10.0, 0.1)  # 10 files/s
+    assert abs(steady_after(t, 2.0, 7.0) - 10.0) < 0.5
+    assert math.isnan(steady_after(t, 5.0, 4.0))
+
+
+def test_build_configs_has_baseline_default_sweep_seed_and_policies() -> None:
+    cfgs = build_configs(4, (8, 1, 8), ["aimd"])
+    assert [c.name for c in cfgs] == ["baseline-4", "tpe-default", "fixed-1", "fixed-8",
+                                      "seed-threshold", "policy:aimd"]
+    assert [c.uses_our_pool for c in cfgs] == [False, False, True, True, True, True]
+    with pytest.raises(ValueError, match="baseline_workers"):
+        build_configs(0, (1,), [])
+    with pytest.raises(ValueError, match="fixed_sizes"):
+        build_configs(4, (0,), [])
+
+
+def test_resolve_names_and_bad_input() -> None:
+    assert [p.name for p in resolve_profiles("all")] == list(BENCH_PROFILES)
+    assert [p.name for p in resolve_profiles("cpu, step")] == ["cpu", "step"]
+    with pytest.raises(ValueError, match="profile"):
+        resolve_profiles("nope")
+    assert "fixed" not in resolve_policies("all") and "threshold" in resolve_policies("all")
+    assert resolve_policies("none") == []
+    with pytest.raises(ValueError, match="unknown policy"):
+        resolve_policies("threshold,nope")
+    with pytest.raises(ValueError, match="repeat"):
+        BenchSettings(profiles=[], policies=[], repeat=0)
+    with pytest.raises(ValueError, match="step_at"):
+        BenchSettings(profiles=[], policies=[], step_at=5.0, step_time_cap=2.0)
+
+
+def _row(name: str, kind: str, fps: list[float], gain: float | None) -> dict:
+    return {"name": name, "kind": kind,
+            "runs": [{"rep": i, "files_per_s": v} for i, v in enumerate(fps)],
+            "summary": {"gain_percent": {"median": gain}}}
+
+
+@pytest.mark.parametrize("seed_fps, base_gain, tpe_fps, holds", [
+    ([120.0, 118.0, 121.0], 20.0, [100.0, 100.0, 100.0], True),   # +20 % both
+    ([114.0, 114.0, 114.0], 14.0, [90.0, 90.0, 90.0], False),     # +14 % vs baseline
+    ([300.0, 300.0, 300.0], 50.0, [280.0, 280.0, 280.0], False),  # +7 % vs TPE default
+])
+def test_seed_claim_needs_15_percent_vs_both(seed_fps: list[float], base_gain: float,
+                                             tpe_fps: list[float], holds: bool) -> None:
+    rows = [_row("seed-threshold", "seed", seed_fps, base_gain),
+            _row("tpe-default", "tpe_default", tpe_fps, None)]
+    verdict = seed_claim(rows, "baseline-4")
+    assert verdict["holds"] is holds
+    assert verdict["holds_vs_baseline"] is (base_gain >= 15)
+    assert ("does NOT hold" in verdict["text"]) is (not holds and base_gain < 15
+                                                    and not verdict["holds_vs_tpe_default"])
+
+
+# -- a real quick run -------------------------------------------------------------
+RUN_KEYS = {"files_done", "files_seen", "skipped", "errors", "not_scanned", "unwalked",
+            "capped", "accounted", "elapsed_s", "files_per_s", "ms_per_file", "task_p50_ms",
+            "task_p95_ms", "peak_cpu_percent", "peak_rss_mb", "mean_workers",
+            "worker_seconds", "direction_changes_per_min", "timeline", "trace", "rep",
+            "position", "cache"}
+SUMMARY_KEYS = {"files_per_s", "ms_per_file", "task_p50_ms", "task_p95_ms",
+                "peak_cpu_percent", "peak_rss_mb", "mean_workers", "worker_seconds",
+                "direction_changes_per_min", "gain_percent", "ratio_to_oracle"}
+
+
+@pytest.fixture(scope="module")
+def quick_doc(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "res.json"
+    orig = bench.can_drop_caches
+    bench.can_drop_caches = lambda: (False, "test: pretend we are not root")
+    try:
+        rc = main(["bench", "--quick", "--quiet", "--files-count", "300",
+                   "--profile", "local,cold,latency-1ms,step", "--policy", "threshold",
+                   "--fixed-sizes", "2,16", "--time-cap", "0.5", "--step-at", "0.2",
+                   "--step-time-cap", "0.6", "--output", str(out),
+                   "--html", str(tmp / "r.html")])
+    finally:
+        bench.can_drop_caches = orig
+    assert rc == 0
+    return json.loads(out.read_text()), tmp, "ok"
+
+
+def test_quick_run_schema(quick_doc: tuple[dict, Path, str]) -> None:
+    doc, tmp, _ = quick_doc
+    assert doc["schema"] == "adaptive-lab/bench" and doc["version"] == 1
+    assert {"created", "duration_s", "host", "command", "settings", "corpus",
+            "profiles"} <= set(doc)
+    assert doc["corpus"]["files"] == 300
+    names = [p["name"] for p in doc["profiles"]]
+    assert names == ["local", "cold", "latency-1ms", "step"]
+    cold = doc["profiles"][1]
+    assert cold["available"] is False and "root" in cold["reason"] and cold["configs"] == []
+    for p in doc["profiles"]:
+        if not p["available"]:
+            continue
+        got = [c["name"] for c in p["configs"]]
+        expect = ["baseline-4", "tpe-default", "fixed-2", "fixed-16", "seed-threshold",
+                  "policy:threshold"]
+        if p["name"] == "local":
+            expect += ["plain-loop", "native-xargs"]
+        assert got == expect
+        assert p["oracle"]["config"] in ("fixed-2", "fixed-16")
+        assert p["cache"] == "warm"
+        assert isinstance(p["seed_claim"]["holds"], bool) and p["seed_claim"]["text"]
+        for c in p["configs"]:
+            if c["kind"] == "reference":
+                continue
+            assert SUMMARY_KEYS <= set(c["summary"]), c["name"]
+            assert set(c["summary"]["files_per_s"]) == {"median", "min", "max", "n"}
+            (run,) = c["runs"]
+            assert RUN_KEYS <= set(run), (c["name"], RUN_KEYS - set(run))
+            if c["kind"] in ("fixed", "seed", "policy"):  # our pool: trace saved
+                trace = tmp / run["trace"]
+                assert trace.exists()
+                from adaptive_lab.trace import Trace
+                assert Trace.load(trace).header["workload"]["config"] == c["name"]
+            else:
+                assert run["trace"] is None
+    assert "step" in doc["profiles"][3] and "converge_s" in \
+        doc["profiles"][3]["configs"][0]["summary"]
+    assert "issue3_targets" in doc["profiles"][0]
+
+
+def test_quick_run_accounts_for_every_file(quick_doc: tuple[dict, Path, str]) -> None:
+    doc, _, _ = quick_doc
+    for p in doc["profiles"]:
+        for c in p["configs"]:
+            for run in c["runs"]:
+                if c["kind"] == "reference":
+                    assert run["files_done"] == p["files"], c["name"]
+                    continue
+                assert run["accounted"], (p["name"], c["name"], run)
+                parts = (run["files_done"] + run["skipped"] + run["errors"]
+                         + run["not_scanned"])
+                assert parts == run["files_seen"], (p["name"], c["name"])
+                if not run["capped"]:  # ran to the end: the walk saw every file
+                    assert run["files_seen"] == p["files"], (p["name"], c["name"])
+                    assert run["files_done"] == p["files"]
+                else:
+                    assert run["files_seen"] + run["unwalked"] == p["files"]
+    local = doc["profiles"][0]
+    assert not any(r["capped"] for c in local["configs"] for r in c["runs"])
+
+
+def test_table_and_html(quick_doc: tuple[dict, Path, str]) -> None:
+    doc, tmp, _ = quick_doc
+    text = format_table(doc)
+    for word in ("== local (warm)", "unavailable", "oracle:", "seed threshold policy:",
+                 "ratio to oracle", "policy:threshold"):
+        assert word in text
+    page = (tmp / "r.html").read_text()
+    assert page.startswith("<!doctype html>") and "plotly" in page.lower()
+    assert write_html(doc, tmp / "again.html") is not None
