@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -152,12 +153,31 @@ def _decision_fields(trace: Trace, interval: float, lo_b: int, hi_b: int
         "dt": dt.tolist(),
     }
     names = list(cols)
+    missing = _OBS_FIELDS - set(names) - {"workers", "alive", "min_workers", "max_workers"}
+    if missing:  # Observation grew a field: the fast path would leave it unset
+        raise RuntimeError(f"replay does not fill Observation fields {sorted(missing)}")
     rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
     for r in rows:
         r["min_workers"] = lo_b
         r["max_workers"] = hi_b
     c.decisions[key] = (idx_l, rows)
     return idx_l, rows
+
+
+_OBS_FIELDS = frozenset(f.name for f in dataclasses.fields(Observation))
+_new = object.__new__
+
+
+def _observation(fields: dict[str, Any], size: int) -> Observation:
+    """``Observation(workers=size, alive=size, **fields)`` without the frozen
+    dataclass's slow ``__init__`` (20 ``object.__setattr__`` calls): the same fields,
+    set directly. Equal to the normal construction (tests check it)."""
+    o = _new(Observation)
+    d = o.__dict__
+    d.update(fields)
+    d["workers"] = size
+    d["alive"] = size
+    return o
 
 
 def observations(trace: Trace, *, interval: float | None = None,
@@ -174,8 +194,7 @@ def observations(trace: Trace, *, interval: float | None = None,
     lo_b, hi_b = _bounds(trace, min_workers, max_workers)
     idx, rows = _decision_fields(trace, _interval(trace, interval), lo_b, hi_b)
     w = [s["workers"] for s in trace.samples]
-    return idx, [Observation(workers=w[i], alive=w[i], **r) for i, r in zip(idx, rows,
-                                                                          strict=True)]
+    return idx, [_observation(r, w[i]) for i, r in zip(idx, rows, strict=True)]
 
 
 def replay(trace: Trace, policy: Policy, *, interval: float | None = None,
@@ -210,7 +229,7 @@ def replay(trace: Trace, policy: Policy, *, interval: float | None = None,
     sizes: list[int] = [initial]
     for i, r in zip(idx, rows, strict=True):
         try:
-            d = pol(Observation(workers=size, alive=size, **r))
+            d = pol(_observation(r, size))
             if not isinstance(d, Decision):
                 raise TypeError(f"policy returned {d!r}, not a Decision")
         except Exception as exc:  # the controller's rule: record, hold the size

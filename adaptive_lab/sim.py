@@ -35,7 +35,7 @@ from .sweep import SweepResult, sweep
 from .trace import Trace
 
 __all__ = ["PROFILES", "LiveProfile", "Segment", "SimulatedMetrics", "SimulatedPool",
-           "SweepResult", "WorkloadModel", "make_files", "record_live", "replay",
+           "SweepResult", "WorkloadModel", "make_files", "record_live", "record_scan", "replay",
            "simulate", "sweep"]
 
 
@@ -180,6 +180,66 @@ def record_live(prof: str | LiveProfile, policy: Policy, *, tasks: int = 20_000,
                 on_progress(i)
         for _ in range(window):  # wait for the tail
             slots.acquire()
+    finally:
+        pool.shutdown(wait=True)  # stops the controller, takes a last sample, closes
+        rec.close()
+    return rec.trace()
+
+
+def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
+                corpus: str | os.PathLike, files: int = 2000, size_mix: str = "B",
+                min_workers: int = 2, max_workers: int = 24,
+                initial_workers: int | None = None, interval: float = 0.5,
+                sample_period: float = 0.1, path: str | os.PathLike | None = None,
+                digest: str = "sha256") -> Trace:
+    """Record a real scan under ``policy``: the scanner over a warm corpus, in phases.
+
+    Parameters
+    ----------
+    phases
+        ``[(profile, passes), ...]``: each phase scans the corpus ``passes`` times with
+        a :mod:`~adaptive_lab.workloads` profile (a name or a ``Profile``); a ``phase``
+        event marks each start. A fixed amount of work, so makespans compare.
+    corpus
+        Directory for :func:`~adaptive_lab.workloads.make_corpus` (made once; a first
+        untimed pass warms the page cache).
+    files, size_mix
+        Corpus size and size mix ("A" log-normal, "B" 4 KiB).
+    """
+    from .pool import AdaptiveThreadPoolExecutor
+    from .scanner import scan
+    from .trace import Recorder
+    from .workloads import Profile, make_corpus, profile_by_name
+
+    if not phases:
+        raise ValueError("phases must not be empty")
+    profs = []
+    for prof, passes in phases:
+        pr = profile_by_name(prof) if isinstance(prof, str) else prof
+        if not isinstance(pr, Profile):
+            raise ValueError(f"phases: profile must be a name or Profile, got {prof!r}")
+        if not isinstance(passes, int) or passes < 1:
+            raise ValueError(f"phases: passes must be an int >= 1, got {passes!r}")
+        profs.append((pr, passes))
+    info = make_corpus(corpus, files=files, dirs=max(1, min(100, files // 50)),
+                       size_mix=size_mix)
+    scan(info.root, digest=digest)  # warm the page cache (own executor, not recorded)
+    rec = Recorder(path)
+    workload = {"driver": "adaptive_lab.sim.record_scan", "corpus": info.to_dict(),
+                "digest": digest,
+                "phases": [{"profile": pr.to_dict(), "passes": n} for pr, n in profs]}
+    pool = AdaptiveThreadPoolExecutor(
+        max_workers, min_workers=min_workers, policy=policy.with_params(),
+        interval=interval, sample_period=sample_period,
+        initial_workers=initial_workers or min_workers, record=rec, workload=workload,
+        thread_name_prefix="adaptive-lab-record")
+    ctl = pool.controller
+    assert ctl is not None
+    try:
+        for pr, passes in profs:
+            ctl.phase(pr.name, profile=pr.to_dict(), passes=passes)
+            for _ in range(passes):
+                scan(info.root, pool, digest=digest, profile=pr)
     finally:
         pool.shutdown(wait=True)  # stops the controller, takes a last sample, closes
         rec.close()

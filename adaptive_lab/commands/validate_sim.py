@@ -1,0 +1,179 @@
+"""``adaptive-lab validate-sim``: measure the simulator's error against live runs.
+
+Records live runs of two policies on the same workload (the real scanner over a warm
+corpus, :func:`adaptive_lab.sim.record_scan`), fits a
+:class:`~adaptive_lab.model.WorkloadModel` on each run, simulates the *other* policy
+on it and reports the relative error of throughput, makespan and mean worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+NAME = "validate-sim"
+HELP = "record live runs of two policies, fit on one, predict the other; report the error"
+
+#: per profile: scanner phases (profile, passes), corpus files and size mix
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "latency": {"files": 2000, "size_mix": "B", "passes": 6},
+    "local": {"files": 4000, "size_mix": "A", "passes": 12},
+    "mixed": {"files": 2000, "size_mix": "B", "passes": 4},
+    "cpu": {"files": 2000, "size_mix": "B", "passes": 4},
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="latency", choices=sorted(DEFAULTS),
+                        help="workload profile (adaptive_lab.workloads; default latency)")
+    parser.add_argument("--files", type=int, default=None,
+                        help="corpus files (default per profile: latency 2000, local 4000)")
+    parser.add_argument("--passes", type=int, default=None,
+                        help="scans of the corpus per run (default per profile)")
+    parser.add_argument("--policy-a", default="threshold",
+                        help="first policy, NAME or NAME:key=value,key=value "
+                        "(default threshold)")
+    parser.add_argument("--policy-b", default="fixed:n=12",
+                        help="second policy (default fixed:n=12)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="live runs per policy, interleaved A B A B ... (default 1); "
+                        "every (A_i, B_i) pair is cross-predicted")
+    parser.add_argument("--min-workers", type=int, default=2)
+    parser.add_argument("--max-workers", type=int, default=24)
+    parser.add_argument("--interval", type=float, default=0.5,
+                        help="controller decision interval, s (default 0.5)")
+    parser.add_argument("--sample-period", type=float, default=0.1,
+                        help="controller sample period, s (default 0.1)")
+    parser.add_argument("--corpus", default=None,
+                        help="corpus directory (default: a reusable temp directory)")
+    parser.add_argument("--keep-traces", default=None, metavar="DIR",
+                        help="also save the live and simulated traces in DIR")
+    parser.add_argument("--output", default=None, metavar="JSON",
+                        help="write the results as JSON")
+
+
+def parse_policy(spec: str) -> Any:
+    """``NAME`` or ``NAME:key=value,key=value`` -> a policy."""
+    from ..policies import make_policy, parse_assignments
+
+    name, _, rest = spec.partition(":")
+    items = [x for x in rest.split(",") if x.strip()] if rest else []
+    return make_policy(name.strip(), **parse_assignments(items))
+
+
+def rel_err(pred: float, live: float) -> float:
+    """(pred - live) / live, in percent (NaN when live is 0 or unknown)."""
+    if not (math.isfinite(pred) and math.isfinite(live)) or live == 0:
+        return math.nan
+    return 100.0 * (pred - live) / live
+
+
+def run_metrics(tr: Any) -> dict[str, float]:
+    """Throughput (tasks/s over the makespan), makespan (s), mean workers (time-weighted)."""
+    s = tr.summary()
+    mk = tr.header.get("makespan_s")
+    makespan = float(mk) if mk is not None else float(s["duration_s"])
+    dur = s["duration_s"]
+    mean_w = s["worker_seconds"] / dur if dur > 0 else math.nan
+    return {"tasks": s["tasks"], "makespan_s": makespan,
+            "throughput": s["tasks"] / makespan if makespan > 0 else math.nan,
+            "mean_workers": mean_w, "scale_events": s["scale_events"]}
+
+
+def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: int,
+             size_mix: str, corpus: str, min_workers: int, max_workers: int,
+             interval: float, sample_period: float, repeat: int = 1, keep: str | None = None,
+             log: Any = print) -> dict[str, Any]:
+    """Record the live runs, cross-predict each (A_i, B_i) pair, return the results."""
+    import numpy as np
+
+    from ..model import WorkloadModel
+    from ..replay import simulate
+    from ..sim import describe_model, record_scan
+
+    kw = {"corpus": corpus, "files": files, "size_mix": size_mix,
+          "min_workers": min_workers, "max_workers": max_workers, "interval": interval,
+          "sample_period": sample_period}
+    out: dict[str, Any] = {
+        "profile": profile, "files": files, "passes": passes, "size_mix": size_mix,
+        "repeat": repeat,
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "loadavg_start": list(os.getloadavg())},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {"min_workers": min_workers, "max_workers": max_workers,
+                     "interval": interval, "sample_period": sample_period,
+                     "policy_a": policy_a.describe(), "policy_b": policy_b.describe()},
+        "live": [], "predictions": [],
+    }
+    for r in range(repeat):
+        live = {}
+        for label, pol in (("A", policy_a), ("B", policy_b)):
+            t0 = time.perf_counter()
+            tr = record_scan([(profile, passes)], pol, **kw)
+            live[label] = tr
+            m = run_metrics(tr)
+            out["live"].append({"run": r, "label": label, "loadavg": os.getloadavg()[0], **m})
+            log(f"run {r} live {label} {pol.describe()['name']:>10}: {m['tasks']} tasks in "
+                f"{m['makespan_s']:.2f} s = {m['throughput']:.0f}/s, mean workers "
+                f"{m['mean_workers']:.1f} ({time.perf_counter() - t0:.1f} s wall, "
+                f"load {os.getloadavg()[0]:.1f})")
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                tr.save(Path(keep) / f"{profile}-live-{label}{r}.jsonl")
+        for fit_on, predict in (("A", "B"), ("B", "A")):
+            model = WorkloadModel.fit(live[fit_on])
+            sim = simulate(model, policy_b if predict == "B" else policy_a)
+            lm, sm = run_metrics(live[predict]), run_metrics(sim)
+            err = {k: rel_err(sm[k], lm[k])
+                   for k in ("throughput", "makespan_s", "mean_workers")}
+            out["predictions"].append({"run": r, "fit_on": fit_on, "predict": predict,
+                                       "model": describe_model(model), "live": lm,
+                                       "sim": sm, "error_pct": err})
+            log(f"run {r} fit on {fit_on}, predict {predict}: throughput "
+                f"{err['throughput']:+.1f} %, makespan {err['makespan_s']:+.1f} %, "
+                f"mean workers {err['mean_workers']:+.1f} %")
+            if keep:
+                sim.save(Path(keep) / f"{profile}-sim-{predict}{r}-from-{fit_on}.jsonl")
+    summary = {}
+    for k in ("throughput", "makespan_s", "mean_workers"):
+        e = np.array([abs(p["error_pct"][k]) for p in out["predictions"]])
+        summary[k] = {"median_abs_pct": float(np.nanmedian(e)), "max_abs_pct": float(np.nanmax(e))}
+    # the noise floor: spread of the same policy's live runs
+    for label in ("A", "B"):
+        mk = np.array([x["makespan_s"] for x in out["live"] if x["label"] == label])
+        summary[f"live_{label}_makespan_cv_pct"] = (
+            float(100 * mk.std(ddof=1) / mk.mean()) if len(mk) > 1 else None)
+    out["summary"] = summary
+    out["machine"]["loadavg_end"] = list(os.getloadavg())
+    log("median |error| %: " + ", ".join(f"{k} {v['median_abs_pct']:.1f}"
+                                          for k, v in summary.items() if isinstance(v, dict)))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    d = DEFAULTS[args.profile]
+    files = args.files or d["files"]
+    passes = args.passes or d["passes"]
+    for name, v in (("files", files), ("passes", passes), ("repeat", args.repeat)):
+        if v < 1:
+            raise ValueError(f"--{name} must be >= 1, got {v}")
+    corpus = args.corpus or os.path.join(
+        tempfile.gettempdir(), f"adaptive-lab-validate-{d['size_mix']}{files}")
+    res = validate(args.profile, parse_policy(args.policy_a), parse_policy(args.policy_b),
+                   files=files, passes=passes, size_mix=d["size_mix"], corpus=corpus,
+                   min_workers=args.min_workers, max_workers=args.max_workers,
+                   interval=args.interval, sample_period=args.sample_period,
+                   repeat=args.repeat, keep=args.keep_traces)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(res, indent=1, default=str) + "\n")
+        print(f"wrote {args.output}")
+    return 0
