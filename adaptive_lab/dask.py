@@ -39,13 +39,15 @@ from .policies import Decision, Observation, Policy, make_policy
 from .policies.base import clamp_target
 from .trace import Recorder, Trace
 
-__all__ = ["PLUGIN_NAME", "PolicyAdaptive", "TaskCounter", "observation_from_snapshot",
-           "scan_on_dask"]
+__all__ = ["DASK_BATCH_SECONDS", "PLUGIN_NAME", "PolicyAdaptive", "TaskCounter",
+           "observation_from_snapshot", "scan_on_dask"]
 
 log = logging.getLogger("adaptive_lab")
 NAN = float("nan")
 PLUGIN_NAME = "adaptive-lab-task-counter"
 _HANDLER = "adaptive_lab_snapshot"
+#: Seconds of work per scan batch on Dask (a Dask task costs about 1 ms, not 20 us).
+DASK_BATCH_SECONDS = 0.05
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -365,6 +367,12 @@ def scan_on_dask(root: str | os.PathLike, client_or_address: Any, **scan_kwargs:
     address / cluster object (a client is opened and closed here). Batches are
     submitted with ``pure=False`` so a rescan is never served from Dask's cache. The
     workers must see ``root`` at the same path (a shared or local file system).
+
+    Dask costs about a millisecond per task, not the thread pool's 20 us, so the
+    defaults differ from a local scan: ``batch_seconds`` 0.05 (50 ms of work per
+    task) and ``max_in_flight`` ``max(8, 4 * threads)`` for the cluster's threads now.
+    When the cluster is sized adaptively, pass ``max_in_flight`` for its *maximum*:
+    the scanner's backpressure caps the queue a policy can see.
     """
     from .scanner import scan
 
@@ -373,6 +381,10 @@ def scan_on_dask(root: str | os.PathLike, client_or_address: Any, **scan_kwargs:
     own = not isinstance(client_or_address, Client)
     client = Client(client_or_address) if own else client_or_address
     try:
+        scan_kwargs.setdefault("batch_seconds", DASK_BATCH_SECONDS)
+        if scan_kwargs.get("max_in_flight") is None:
+            threads = sum(client.nthreads().values())
+            scan_kwargs["max_in_flight"] = max(8, 4 * threads)
         return scan(root, executor=client.get_executor(pure=False), **scan_kwargs)
     finally:
         if own:

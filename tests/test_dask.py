@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections import deque
 
@@ -21,8 +22,10 @@ from adaptive_lab.dask import (
     PolicyAdaptive,
     TaskCounter,
     observation_from_snapshot,
+    scan_on_dask,
 )
 from adaptive_lab.policies import Decision, Policy, make_policy
+from adaptive_lab.scanner import scan
 
 DEADLINE = 15.0  # seconds any single wait in these tests may take
 
@@ -250,3 +253,75 @@ def test_local_cluster_seed_threshold_policy_by_name(cluster):
     client.gather(futures)
     ev = rec.trace().scale_events()[0]
     assert ev["from"] == 1 and ev["to"] == 3 and "queue" in ev["reason"]
+
+
+# -- the scanner on Dask -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small generated corpus plus hostile entries: a FIFO, a symlink loop, a
+    non-UTF-8 name, an empty file."""
+    from adaptive_lab.workloads import make_corpus
+
+    root = tmp_path_factory.mktemp("dask-corpus")
+    info = make_corpus(root / "c", files=120, dirs=4, eicar=2)
+    hostile = root / "c" / "hostile"
+    hostile.mkdir()
+    os.mkfifo(hostile / "fifo")
+    os.symlink("..", hostile / "loop")
+    (hostile / "empty").write_bytes(b"")
+    with open(os.path.join(os.fsencode(hostile), b"caf\xe9.bin"), "wb") as f:
+        f.write(b"latin-1 name")
+    return info
+
+
+def results_by_path(root, **kw):
+    out = {}
+
+    def keep(r):
+        assert r.raw_path not in out, "a file reported twice"
+        out[r.raw_path] = (r.status, r.digest, r.matches, r.reason, r.size)
+
+    summary = kw.pop("runner", None)
+    if summary is None:
+        s = scan(root, on_result=keep, signatures="builtin", **kw)
+    else:
+        s = summary(root, on_result=keep, signatures="builtin", **kw)
+    return out, s
+
+
+def test_scan_on_in_process_cluster_matches_local_scan(corpus):
+    local, ls = results_by_path(corpus.root, follow_symlinks=True)
+    assert ls.files == corpus.files + 2 and ls.matched_files == 2  # + empty + latin-1
+    assert ls.skipped >= 1  # the FIFO
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False,
+                      dashboard_address=None, silence_logs=logging.ERROR) as c, \
+            Client(c, timeout=DEADLINE) as client:
+        # plain executor, default pure=True, as a user would write it
+        got, s = results_by_path(corpus.root, follow_symlinks=True,
+                                 executor=client.get_executor())
+        assert got == local and s.executor == "ClientExecutor"
+        # the helper, given only an address: opens and closes its own client
+        got2, s2 = results_by_path(corpus.root, follow_symlinks=True,
+                                   runner=lambda root, **kw: scan_on_dask(
+                                       root, c.scheduler_address, **kw))
+        assert got2 == local and s2.batches >= 1 and s2.files == ls.files
+        assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_scan_on_worker_processes_matches_local_scan(corpus):
+    """One worker *process*: batches and options must pickle to another interpreter."""
+    local, _ = results_by_path(corpus.root)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as c, \
+            Client(c, timeout=DEADLINE) as client:
+        pids = set(client.run(os.getpid).values())
+        assert os.getpid() not in pids
+        got, s = results_by_path(corpus.root, runner=lambda root, **kw: scan_on_dask(
+            root, client, **kw))
+        assert got == local and s.errors == 0
+        assert s.max_in_flight == 8  # max(8, 4 * 2 threads)
+
+
+def test_scan_on_dask_rejects_an_executor(corpus):
+    with pytest.raises(ValueError, match="executor"):
+        scan_on_dask(corpus.root, "tcp://127.0.0.1:1", executor=object())
