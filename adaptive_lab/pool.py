@@ -278,8 +278,8 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
             initial_workers = min_workers if policy is not None else max_workers
         _check_count("initial_workers", initial_workers)
 
-        self._min_workers = min_workers
-        self._max_workers = max_workers
+        self._min_bound = min_workers
+        self._max_bound = max_workers
         self._size = initial_workers
         self._work_queue: queue.SimpleQueue = queue.SimpleQueue()
         self._idle_semaphore = threading.Semaphore(0)
@@ -352,11 +352,22 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
 
     @property
     def min_workers(self) -> int:
-        return self._min_workers
+        """Lower bound for the policy."""
+        return self._min_bound
+
+    @property
+    def _max_workers(self) -> int:
+        """The seed's hook: ``executor._max_workers = n`` is a real resize here."""
+        return self._size
+
+    @_max_workers.setter
+    def _max_workers(self, n: int) -> None:
+        self.resize(n, reason="_max_workers assignment")
 
     @property
     def max_workers(self) -> int:
-        return self._max_workers
+        """Upper bound for the policy."""
+        return self._max_bound
 
     def set_bounds(self, min_workers: int, max_workers: int) -> None:
         """Change the policy's bounds atomically (validated together, unlike Java's)."""
@@ -367,7 +378,7 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
                 f"min_workers ({min_workers}) must not exceed max_workers ({max_workers})"
             )
         with self._shutdown_lock:
-            self._min_workers, self._max_workers = min_workers, max_workers
+            self._min_bound, self._max_bound = min_workers, max_workers
         if self.controller is not None:
             self.controller.set_bounds(min_workers, max_workers)
 
@@ -417,7 +428,7 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
             size=self._size, alive=alive, busy=busy, idle=max(0, alive - busy),
             queued=max(0, submitted - taken - self._drained), submitted=submitted,
             completed=completed, failed=failed, cancelled=cancelled + self._drained,
-            task_times=recent, min_workers=self._min_workers, max_workers=self._max_workers,
+            task_times=recent, min_workers=self._min_bound, max_workers=self._max_bound,
             shutdown=self._shutdown,
         )
 
@@ -492,7 +503,7 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
             interval = getattr(policy, "preferred_interval", None) or 1.0
         self.controller = Controller(
             self, policy, interval=interval, sample_period=sample_period,
-            min_workers=self._min_workers, max_workers=self._max_workers,
+            min_workers=self._min_bound, max_workers=self._max_bound,
             clock=clock, metrics=metrics, recorder=recorder, workload=workload,
         )
         _live_controllers.add(self.controller)

@@ -101,7 +101,7 @@ def test_invalid_bounds_name_the_parameter():
 def test_default_max_workers_matches_thread_pool_executor():
     with AdaptiveThreadPoolExecutor() as ex, cf.ThreadPoolExecutor() as tpe:
         assert ex.max_workers == tpe._max_workers
-        assert ex.size == tpe._max_workers
+        assert ex.size == tpe._max_workers == ex._max_workers
 
 
 def test_initializer_runs_in_each_worker_with_initargs():
@@ -230,6 +230,17 @@ def test_shrink_never_interrupts_running_tasks():
     ev.set()
     assert [f.result(timeout=5) for f in fs] == list(range(6))
     assert wait_until(lambda: len(pool_threads("busyshrink")) == 1)
+    ex.shutdown()
+
+
+def test_seed_max_workers_hack_is_a_real_resize():
+    """The seed wrote ``executor._max_workers = n``; here that really retires threads."""
+    ex = AdaptiveThreadPoolExecutor(8, thread_name_prefix="seedhack")
+    barrier = threading.Barrier(8, timeout=5)
+    cf.wait([ex.submit(barrier.wait) for _ in range(8)])
+    ex._max_workers = 3
+    assert ex.size == 3 and ex._max_workers == 3
+    assert wait_until(lambda: len(pool_threads("seedhack")) == 3)
     ex.shutdown()
 
 
