@@ -327,17 +327,17 @@ class Scanner:
         units = 0.0
         if carry:
             batch.append(carry.pop())
-            units = 1.0 + batch[0].size / _UNIT_BYTES
+            units = 1.0 + batch[0][1] / _UNIT_BYTES
         deadline = time.perf_counter() + self.batch_seconds
         n = 0
         for item in items:
             n += 1
-            if type(item) is not Entry:
-                direct.append(item)  # type: ignore[arg-type]
+            if type(item) is FileResult:
+                direct.append(item)
                 if len(direct) >= 256:
                     return batch, direct, False
                 continue
-            cost = 1.0 + item.size / _UNIT_BYTES
+            cost = 1.0 + item[1] / _UNIT_BYTES
             if batch and units + cost > budget:
                 carry.append(item)
                 return batch, direct, False

@@ -25,6 +25,7 @@ import errno
 import hashlib
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,8 @@ __all__ = ["CancelToken", "Entry", "FileResult", "ScanOptions", "check_digest",
 _SAFE_PATH = 4000
 _DIR_STEP_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 _DIR_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_SHORT_PATH = 1024  # shorter directory paths are listed by path, longer through fds
+_FSENC, _FSERR = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 MIN_CHUNK = 1 << 16
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
@@ -76,7 +79,11 @@ class FileResult(NamedTuple):
 
 
 class Entry(NamedTuple):
-    """A regular file the walk found: its path, size at walk time, running index."""
+    """A regular file the walk found: its path, size at walk time, running index.
+
+    The walk yields plain ``(path, size, index)`` tuples in this order (a named tuple
+    costs about 1 us more per file); ``Entry`` documents them and builds them by hand.
+    """
 
     path: bytes
     size: int
@@ -164,8 +171,9 @@ def _inside(real: bytes, root_real: bytes) -> bool:
 
 
 def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
-         max_file_size: int | None = None) -> Iterator[Entry | FileResult]:
-    """Yield an :class:`Entry` per regular file and a :class:`FileResult` per other name.
+         max_file_size: int | None = None) -> Iterator[tuple | FileResult]:
+    """Yield ``(path, size, index)`` per regular file (see :class:`Entry`) and a
+    :class:`FileResult` per other name.
 
     Parameters
     ----------
@@ -192,50 +200,70 @@ def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
         elif max_file_size is not None and st.st_size > max_file_size:
             yield skipped(root_b, "over max_file_size", st.st_size)
         else:
-            yield Entry(root_b, st.st_size, 0)
+            yield (root_b, st.st_size, 0)
         return
     root_real = os.path.realpath(root_b) if follow_symlinks else b""
     visited = {(st.st_dev, st.st_ino)} if follow_symlinks else set()
     sep = b"" if root_b.endswith(b"/") else b"/"
     stack = [root_b]
-    # The directory listed last stays open: the next one popped is usually its child
-    # (depth first), opened relative to it, so deep chains cost O(1) per level.
+    # Short paths are listed with scandir(path) (bytes names, cheapest). Long ones go
+    # through a descriptor; the last one listed stays open because the next directory
+    # popped is usually its child (depth first) and is opened relative to it, so deep
+    # chains cost O(1) per level and paths beyond PATH_MAX work.
     last_path, last_fd = b"", -1
     try:
         while stack:
             top = stack.pop()
-            parent, _, name = top.rpartition(b"/")
+            fd = -1
             try:
-                if parent == last_path and last_fd >= 0:
-                    fd = os.open(name, _DIR_LIST_FLAGS, dir_fd=last_fd)
+                if len(top) < _SHORT_PATH:
+                    it = os.scandir(top)
                 else:
-                    fd = open_path(top, _DIR_LIST_FLAGS)
+                    parent, _, name = top.rpartition(b"/")
+                    if parent == last_path and last_fd >= 0:
+                        fd = os.open(name, _DIR_LIST_FLAGS, dir_fd=last_fd)
+                    else:
+                        fd = open_path(top, _DIR_LIST_FLAGS)
+                    it = os.scandir(fd)
             except OSError as exc:
+                if fd >= 0:
+                    os.close(fd)
                 yield failed(top, "cannot list directory: " + error_reason(exc))
                 continue
-            if last_fd >= 0:
-                os.close(last_fd)
-            last_path, last_fd = top, fd
-            prefix = top + sep if top is root_b else top + b"/"
-            yield from _list_dir(fd, top, prefix, stack, follow_symlinks, max_file_size,
+            if fd >= 0:
+                if last_fd >= 0:
+                    os.close(last_fd)
+                last_path, last_fd = top, fd
+            prefix = (top + sep if top is root_b else top + b"/") if fd >= 0 else None
+            yield from _list_dir(it, top, prefix, stack, follow_symlinks, max_file_size,
                                  root_real, visited, counter)
     finally:
         if last_fd >= 0:
             os.close(last_fd)
 
 
-def _list_dir(fd: int, top: bytes, prefix: bytes, stack: list[bytes],
+def _list_dir(it: Any, top: bytes, prefix: bytes | None, stack: list[bytes],
               follow_symlinks: bool, max_file_size: int | None, root_real: bytes,
-              visited: set, counter: list[int]) -> Iterator[Entry | FileResult]:
-    """List one open directory: yield its files and skips, push its subdirectories."""
+              visited: set, counter: list[int]) -> Iterator[tuple | FileResult]:
+    """List one directory (``prefix`` None: bytes scandir, else str names from a fd):
+    yield its files and skips, push its subdirectories. The hot loop of the scanner's
+    calling thread, so it avoids per-file Python calls where it can."""
     index = counter[0]
     subdirs: list[bytes] = []
+    limit = max_file_size if max_file_size is not None else -1
     try:
-        with os.scandir(fd) as it:
+        with it:
             for e in it:
-                path = prefix + os.fsencode(e.name)
+                path = e.path if prefix is None else prefix + e.name.encode(_FSENC, _FSERR)
                 try:
-                    if e.is_dir(follow_symlinks=False):
+                    if e.is_file(follow_symlinks=False):
+                        size = e.stat(follow_symlinks=False).st_size
+                        if limit < 0 or size <= limit:
+                            yield (path, size, index)
+                            index += 1
+                        else:
+                            yield skipped(path, "over max_file_size", size)
+                    elif e.is_dir(follow_symlinks=False):
                         if follow_symlinks:
                             st = e.stat(follow_symlinks=False)
                             key = (st.st_dev, st.st_ino)
@@ -244,23 +272,15 @@ def _list_dir(fd: int, top: bytes, prefix: bytes, stack: list[bytes],
                                 continue
                             visited.add(key)
                         subdirs.append(path)
-                    elif e.is_file(follow_symlinks=False):
-                        size = e.stat(follow_symlinks=False).st_size
-                        if max_file_size is not None and size > max_file_size:
-                            yield skipped(path, "over max_file_size", size)
-                        else:
-                            yield Entry(path, size, index)
-                            index += 1
                     elif e.is_symlink():
                         if not follow_symlinks:
                             yield skipped(path, "symlink not followed")
                             continue
-                        item = _follow(e, path, root_real, visited, max_file_size,
-                                       index)
+                        item = _follow(e, path, root_real, visited, max_file_size, index)
                         if isinstance(item, bytes):
                             subdirs.append(item)
                         else:
-                            if isinstance(item, Entry):
+                            if type(item) is not FileResult:
                                 index += 1
                             yield item
                     else:
@@ -276,7 +296,7 @@ def _list_dir(fd: int, top: bytes, prefix: bytes, stack: list[bytes],
 
 
 def _follow(e: os.DirEntry, path: bytes, root_real: bytes, visited: set,
-            max_file_size: int | None, index: int) -> bytes | Entry | FileResult:
+            max_file_size: int | None, index: int) -> bytes | tuple | FileResult:
     """Resolve a symlink for a following walk: a dir path to push, an Entry or a skip."""
     try:
         st = e.stat(follow_symlinks=True)
@@ -299,7 +319,7 @@ def _follow(e: os.DirEntry, path: bytes, root_real: bytes, visited: set,
     if stat.S_ISREG(st.st_mode):
         if max_file_size is not None and st.st_size > max_file_size:
             return skipped(path, "over max_file_size", st.st_size)
-        return Entry(path, st.st_size, index)
+        return (path, st.st_size, index)
     return skipped(path, f"not a regular file: {_kind(st.st_mode)}")
 
 
@@ -385,19 +405,19 @@ def scan_batch(items: list[Entry], options: ScanOptions, token: CancelToken | No
 
 def _scan_file(item: Entry, options: ScanOptions, new_hash: Callable[[], Any] | None,
                buf: bytearray) -> FileResult:
-    path = item.path
+    path, walk_size, index = item
     profile = options.profile
     if profile is not None:
-        profile.before_read(path, item.index, options.started)
+        profile.before_read(path, index, options.started)
     flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
     try:
         fd = open_path(path, flags)
     except OSError as exc:
-        return failed(path, error_reason(exc), item.size)
+        return failed(path, error_reason(exc), walk_size)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return skipped(path, "not a regular file: changed type during scan", item.size)
+            return skipped(path, "not a regular file: changed type during scan", walk_size)
         size = st.st_size
         h = new_hash() if new_hash is not None else None
         matcher = options.signatures.matcher() if options.signatures is not None else None
@@ -434,6 +454,6 @@ def _scan_file(item: Entry, options: ScanOptions, new_hash: Callable[[], Any] | 
         digest = h.hexdigest() if h is not None else None
         return FileResult(os.fsdecode(path), size, digest, matches, "ok", None, path)
     except OSError as exc:
-        return failed(path, error_reason(exc), item.size)
+        return failed(path, error_reason(exc), walk_size)
     finally:
         os.close(fd)

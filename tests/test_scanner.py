@@ -623,4 +623,6 @@ def test_walk_yields_one_item_per_name(tmp_path):
     os.mkfifo(tmp_path / "a/fifo")
     items = list(walk(tmp_path))
     kinds = sorted(type(i).__name__ for i in items)
-    assert kinds == ["Entry", "FileResult"]
+    assert kinds == ["FileResult", "tuple"]
+    (entry,) = [i for i in items if type(i) is tuple]
+    assert Entry(*entry) == (os.fsencode(tmp_path / "a/b/c.txt"), 1, 0)
