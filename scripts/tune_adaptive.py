@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import os
 import random
 import statistics
@@ -32,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptive_lab.policies.adaptive import ThroughputSeekingPolicy
+from adaptive_lab.policies.base import Observation
 from adaptive_lab.pool import AdaptiveThreadPoolExecutor
 
 CORPUS = Path(os.environ.get("TUNE_CORPUS", "/tmp/adaptive_tune_corpus"))
@@ -193,6 +195,74 @@ def step_response(run: dict, step_at: float, target: float, window: float = 0.5)
     return float("inf")
 
 
+def sim_curve(n: int, latency: float, cost: float, penalty: float) -> tuple[float, float]:
+    """Model X(n), R(n): linear n / latency, a rounded knee at 1 / cost, then a loss of
+    ``penalty`` per doubling past the knee (shape of shared/MEASURED.md)."""
+    lin, cap = n / latency, 1.0 / cost
+    x = (lin ** -4 + cap ** -4) ** -0.25
+    knee = cap * latency
+    if n > knee:
+        x *= (1 - penalty) ** math.log2(n / knee)
+    return x, n / x
+
+
+SIM = {  # name: (latency before, latency after, per-task cost, penalty)
+    "warm": (70e-6, None, 60e-6, 0.15), "cpu": (150e-6, None, 150e-6, 0.05),
+    "latency1": (1e-3, None, 70e-6, 0.15), "latency5": (5e-3, None, 70e-6, 0.1),
+    "latency20": (20e-3, None, 80e-6, 0.05), "step": (1e-3, 20e-3, 70e-6, 0.1),
+    "stepdown": (20e-3, 1e-3, 70e-6, 0.1),
+}
+
+
+def simulate(name: str, seconds: float, sigma: float, stall: float, seed: int,
+             params: dict, step_at: float, hi: int = 512) -> dict:
+    """Closed loop on the model with log-normal noise ``sigma`` per 0.1 s window and a
+    ``stall`` probability (the process descheduled: X x 0.3, R x 3)."""
+    before, after, cost, pen = SIM[name]
+    rng = random.Random(seed)
+    pol = ThroughputSeekingPolicy(**params)
+    n, t, xs, ws = 2, 0.0, [], []
+    while t < seconds - 1e-9:
+        t += 0.1
+        lat = before if after is None or t < step_at else after
+        x, r = sim_curve(n, lat, cost, pen)
+        xs.append((t, x))
+        noise = math.exp(rng.gauss(0, sigma))
+        xo, ro = x * noise, r
+        if rng.random() < stall:
+            xo, ro = xo * 0.3, r * 3
+        ws.append(n)
+        n = pol(Observation(t=t, workers=n, busy=n, queue_depth=1000, throughput=xo,
+                            latency_mean=ro, dt=0.1, min_workers=2, max_workers=hi)).target
+    lat2 = after or before
+    best = max(sim_curve(k, lat2, cost, pen)[0] for k in range(1, hi + 1))
+    best1 = max(sim_curve(k, before, cost, pen)[0] for k in range(1, hi + 1))
+    out = {"ratio": statistics.fmean(x for _, x in xs) / best,
+           "reversals_per_min": direction_changes(ws) * 60 / seconds, "final": ws[-1]}
+    if after is not None:
+        p1 = [x for tt, x in xs if tt < step_at]
+        out["ratio"] = statistics.fmean(p1) / best1
+        reach = [tt - step_at for tt, x in xs if tt > step_at and x >= 0.9 * best]
+        out["resp"] = reach[0] if reach else math.inf
+        out["ratio_after"] = statistics.fmean(x for tt, x in xs if tt > step_at) / best
+    return out
+
+
+def run_sim(a: argparse.Namespace, params: dict) -> int:
+    for name in SIM:
+        rs = [simulate(name, a.duration, a.sigma, a.stall, s, params, a.duration / 2)
+              for s in range(a.repeat)]
+        line = (f"{name:9s} ratio median {statistics.median(r['ratio'] for r in rs):.2f} "
+                f"min {min(r['ratio'] for r in rs):.2f} | reversals/min "
+                f"{statistics.median(r['reversals_per_min'] for r in rs):.0f}")
+        if "resp" in rs[0]:
+            line += (f" | after step {statistics.median(r['ratio_after'] for r in rs):.2f}, "
+                     f"90 % in {statistics.median(r['resp'] for r in rs):.1f}s (max "
+                     f"{max(r['resp'] for r in rs):.1f}s)")
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default="all")
@@ -204,7 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], help="policy param key=value")
     ap.add_argument("--json", default=None)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--sim", action="store_true",
+                    help="closed loop on a noisy model curve instead of real threads")
+    ap.add_argument("--sigma", type=float, default=0.2, help="--sim: log-normal noise")
+    ap.add_argument("--stall", type=float, default=0.05, help="--sim: stall probability")
     a = ap.parse_args(argv)
+    if a.sim:
+        return run_sim(a, dict(kv.split("=", 1) for kv in a.set))
     profiles = PROFILES if a.profiles == "all" else tuple(a.profiles.split(","))
     sizes = [int(s) for s in a.sizes.split(",") if s]
     params = dict(kv.split("=", 1) for kv in a.set)
@@ -220,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_once(wl, size, a.duration, a.max_workers, params)
                 r["rep"] = rep
                 results.append(r)
+                if a.json:
+                    Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}))
                 if a.verbose:
                     print(f"{prof:9s} rep{rep} {r['size']!s:>8}: {r['throughput']:8.0f}/s",
                           flush=True)

@@ -15,7 +15,8 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
   BBR's "full pipe" test). When it stops, settle on the better of the last two sizes
   (their geometric mean if the larger one still gained more than ``noise``);
 * **cruise and probe**: hold the home size; every ``probe_min``..``probe_max`` s
-  (the period doubles while probes find nothing) measure ``home * probe_step`` and
+  (the period doubles while probes find nothing; a throughput drop without a
+  latency rise probes at once) measure ``home * probe_step`` and
   ``home / probe_step`` for ``window`` s each (BBR's ProbeBW gains 1.25/0.75).
   A better upper probe resumes the climb; a lower probe within ``shrink_tolerance``
   of the best nearby throughput starts a **descent** (divide by ``growth`` while
@@ -32,8 +33,8 @@ Sources: Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 
 ``PortableThreadPool.HillClimbing.cs`` (bias toward fewer threads); dask
 ``distributed/deploy/adaptive_core.py`` (scale down after consecutive
 recommendations). Defaults: growth 2, min_gain 0.2, probe_step 1.25, probe every
-1-4 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
-change 0.35, rate_guess 10,000 tasks/s, max_jump 128, idle_util 0.5 for 1 s,
+1-8 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
+change 0.25, rate_guess 10,000 tasks/s, max_jump 128, idle_util 0.5 for 1 s,
 headroom 1.5, decisions every 0.1 s.
 
 The state is driven only by the observations (``t``, ``dt``, counts), never by the
@@ -89,6 +90,24 @@ class _Segment:
         return self.lat_sum / self.lat_tasks if self.lat_tasks > 0 else math.nan
 
 
+def _little_elasticity(n0: int, r0: float, n1: int, r1: float) -> float:
+    """Throughput elasticity between sizes n0 < n1 implied by Little's law (X = n / R
+    with every worker busy): 1 when latency stays flat (below the knee), 0 when it grows
+    as fast as the workers (past it). NaN when unknown."""
+    if not (n1 > n0 > 0 and r0 > 0 and r1 > 0):  # NaN fails these comparisons too
+        return math.nan
+    k = n1 / n0
+    return (k * r0 / r1 - 1.0) / (k - 1.0)
+
+
+def _combined(eff_x: float, eff_r: float) -> float:
+    """Mean of the measured and the Little's-law elasticity (either alone if the other
+    is unknown): two partly independent noisy readings of the same slope."""
+    if math.isfinite(eff_r):
+        return 0.5 * (eff_x + eff_r) if math.isfinite(eff_x) else eff_r
+    return eff_x
+
+
 @dataclass(frozen=True)
 class _Point:
     n: int
@@ -116,7 +135,7 @@ class ThroughputSeekingPolicy(Policy):
               "size multiplier of the periodic up/down probes around the home size"),
         Param("probe_min", 1.0, 0.1, 60.0, 0.1,
               "seconds between probes after a move (doubles while probes find nothing)"),
-        Param("probe_max", 4.0, 0.1, 600.0, 0.5,
+        Param("probe_max", 8.0, 0.1, 600.0, 0.5,
               "longest time between probes, in seconds (bounds step-change detection)"),
         Param("window", 0.3, 0.0, 10.0, 0.05,
               "seconds of measurement per size (the first, for the start jump, may be shorter)"),
@@ -126,7 +145,9 @@ class ThroughputSeekingPolicy(Policy):
               "completed tasks needed before a measurement counts", int),
         Param("shrink_tolerance", 0.03, 0.0, 0.5, 0.01,
               "shrink when fewer workers keep this close to the best nearby throughput"),
-        Param("change", 0.35, 0.05, 0.95, 0.05,
+        Param("shrink_elasticity", 0.5, 0.0, 1.0, 0.05,
+              "shrink only if latency fell at least (1 - this) x as fast as the workers"),
+        Param("change", 0.25, 0.05, 0.95, 0.05,
               "relative throughput drop at the home size that signals a new regime"),
         Param("rate_guess", 10_000.0, 1.0, 1e7, 100.0,
               "assumed peak tasks/s for the first Little's-law jump (Python: ~5-7 k/core)"),
@@ -157,6 +178,7 @@ class ThroughputSeekingPolicy(Policy):
         self._xh = math.nan  # EWMA throughput at home
         self._rh = math.nan  # EWMA latency at home
         self._xup = math.nan
+        self._rprev = math.nan  # latency at the last size a descent accepted
         self._xref = math.nan  # best nearby throughput a descent must keep
         self._capacity = math.nan  # best throughput measured (for jumps)
         self._period = self.probe_min
@@ -164,6 +186,7 @@ class ThroughputSeekingPolicy(Policy):
         self._idle_since: float | None = None
         self._changed_at = -math.inf
         self._confirming = False
+        self._strikes = 0
 
     # -- helpers ----------------------------------------------------------------
     def _up(self, n: int, f: float, obs: Observation) -> int:
@@ -182,10 +205,10 @@ class ThroughputSeekingPolicy(Policy):
 
     def _settle(self, obs: Observation, home: int, why: str, fruitful: bool = True) -> Decision:
         self._mode = "home"
-        self._home = obs.clamp(home)
-        self._xh = self._rh = math.nan
-        if fruitful:
-            self._period = self.probe_min
+        if obs.clamp(home) != self._home:  # a new home: measure it afresh; else keep
+            self._xh = self._rh = math.nan  # the reference so a change during the
+        self._home = obs.clamp(home)         # probes is still noticed
+        self._period = self.probe_min if fruitful else min(self.probe_max, self._period * 2)
         self._next_probe = obs.t + self._period
         return self._go(obs, self._home, f"settle at {self._home}: {why}")
 
@@ -276,8 +299,11 @@ class ThroughputSeekingPolicy(Policy):
         if prev is None or p.n <= prev.n or prev.x <= 0:
             return self._settle(obs, p.n, "climb has no lower reference")
         k, gain = p.n / prev.n, p.x / prev.x
-        eff = (gain - 1.0) / (k - 1.0)
-        nums = f"{prev.n}->{p.n}: {prev.x:.0f}->{p.x:.0f}/s, elasticity {eff:.2f}"
+        eff_x = (gain - 1.0) / (k - 1.0)
+        eff_r = _little_elasticity(prev.n, prev.r, p.n, p.r)
+        eff = _combined(eff_x, eff_r)
+        nums = (f"{prev.n}->{p.n}: {prev.x:.0f}->{p.x:.0f}/s, elasticity {eff_x:.2f}, "
+                f"Little {eff_r:.2f}")
         if eff >= self.min_gain and p.n < obs.max_workers:
             self._prev, self._confirming = p, False
             return self._go(obs, self._up(p.n, self.growth, obs),
@@ -286,6 +312,7 @@ class ThroughputSeekingPolicy(Policy):
             self._confirming = True  # an implausible drop: measure this size once more
             return self._go(obs, p.n, f"re-measure {p.n}: implausible drop ({nums})")
         self._confirming = False
+        self._strikes = 0
         if gain >= 1.0 + self.noise:
             home = round(math.sqrt(p.n * prev.n))
             return self._settle(obs, home, f"knee between {prev.n} and {p.n} ({nums})")
@@ -298,10 +325,27 @@ class ThroughputSeekingPolicy(Policy):
         if math.isfinite(self._xh) and self._xh > 0:
             slower = not math.isfinite(p.r) or not math.isfinite(self._rh) or (
                 p.r > self._rh * (1.0 + self.change))
+            if p.x < self._xh * (1.0 - self.change) and slower and self._strikes < 1:
+                self._strikes += 1  # one bad window may be a stall: confirm first
+                return self._go(obs, n, f"hold at {n}: {self._xh:.0f}->{p.x:.0f}/s, "
+                                        f"confirming a regime change")
             if p.x < self._xh * (1.0 - self.change) and slower:
+                self._strikes = 0
+                if math.isfinite(p.r) and math.isfinite(self._rh) and p.r < 2 * self._rh:
+                    # e.g. shorter I/O waits with far too many threads: X falls but
+                    # latency barely moves; only probing tells which way to go
+                    self._xh, self._rh = p.x, p.r
+                    down = self._down(n, self.growth, obs)
+                    if down < n:
+                        self._mode, self._xup = "down", math.nan
+                        return self._go(obs, down, f"regime change ({p.x:.0f}/s, latency "
+                                                   f"{p.r * 1e3:.2f} ms): probe down {n}->{down}")
                 self._capacity = max(self._capacity, self._xh)
-                return self._jump(obs, p, f"regime change: {self._xh:.0f}->{p.x:.0f}/s, "
-                                          f"latency {self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
+                why = (f"regime change: {self._xh:.0f}->{p.x:.0f}/s, latency "
+                       f"{self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
+                self._xh = self._rh = math.nan  # the old regime's reference is void
+                return self._jump(obs, p, why)
+            self._strikes = 0
             if p.x > self._xh * (1.0 + self.change):
                 self._next_probe = obs.t  # faster tasks: re-probe now
                 self._xh, self._rh = p.x, p.r
@@ -315,10 +359,14 @@ class ThroughputSeekingPolicy(Policy):
         if obs.t + 1e-9 < self._next_probe:
             return self._go(obs, n, f"hold at {n}: {p.x:.0f}/s, next probe in "
                                     f"{self._next_probe - obs.t:.1f}s")
+        return self._probe(obs, p, "")
+
+    def _probe(self, obs: Observation, p: _Point, why: str) -> Decision:
+        n = p.n
         up = self._up(n, self.probe_step, obs)
         if up > n:
             self._mode = "up"
-            return self._go(obs, up, f"probe up {n}->{up} (home {self._xh:.0f}/s)")
+            return self._go(obs, up, f"{why}probe up {n}->{up} (home {self._xh:.0f}/s)")
         return self._probe_down(obs, math.nan)
 
     def _probe_down(self, obs: Observation, xup: float) -> Decision:
@@ -332,39 +380,45 @@ class ThroughputSeekingPolicy(Policy):
 
     def _after_up(self, obs: Observation, p: _Point) -> Decision:
         k = p.n / self._home
-        need = 1.0 + max(self.noise, self.min_gain * (k - 1.0))
-        if self._xh > 0 and p.x >= self._xh * need:
+        need = max(self.min_gain, self.noise / (k - 1.0))
+        eff = _combined((p.x / self._xh - 1.0) / (k - 1.0) if self._xh > 0 else math.nan,
+                        _little_elasticity(self._home, self._rh, p.n, p.r))
+        if eff >= need:
             self._mode = "climb"
             self._prev = p
             return self._go(obs, self._up(p.n, self.growth, obs),
                             f"probe up won: {self._home}->{p.n} gives {self._xh:.0f}->"
-                            f"{p.x:.0f}/s (>= x{need:.3f}); climb")
+                            f"{p.x:.0f}/s, elasticity {eff:.2f} >= {need:.2f}; climb")
         return self._probe_down(obs, p.x)
 
     def _after_down(self, obs: Observation, p: _Point) -> Decision:
         ref = max(self._xh, self._xup) if math.isfinite(self._xup) else self._xh
         floor = ref * (1.0 - self.shrink_tolerance)
-        if p.x >= floor:
+        eta = _little_elasticity(p.n, p.r, self._home, self._rh)
+        if p.x >= floor and not eta > self.shrink_elasticity:
             self._xref, self._home, self._mode = ref, p.n, "descend"
+            self._rprev = p.r
             self._period = self.probe_min
             nxt = self._down(p.n, self.growth, obs)
             if nxt >= p.n:
                 return self._settle(obs, p.n, "probe down held throughput; at the minimum")
             return self._go(obs, nxt, f"probe down held {p.x:.0f}/s >= {floor:.0f}/s; "
                                       f"descend {p.n}->{nxt}")
-        self._period = min(self.probe_max, self._period * 2.0)
         return self._settle(obs, self._home, f"probes found nothing (up {self._xup:.0f}, "
-                                             f"home {self._xh:.0f}, down {p.x:.0f}/s)",
+                                             f"home {self._xh:.0f}, down {p.x:.0f}/s, "
+                                             f"latency elasticity {eta:.2f})",
                             fruitful=False)
 
     def _descend(self, obs: Observation, p: _Point) -> Decision:
         floor = self._xref * (1.0 - self.shrink_tolerance)
-        if p.x >= floor:
-            self._home = p.n
+        eta = _little_elasticity(p.n, p.r, self._home, self._rprev)
+        if p.x >= floor and not eta > self.shrink_elasticity:
+            self._home, self._rprev = p.n, p.r
             nxt = self._down(p.n, self.growth, obs)
             if nxt < p.n:
                 return self._go(obs, nxt, f"descend {p.n}->{nxt}: {p.x:.0f}/s >= "
                                           f"{floor:.0f}/s")
             return self._settle(obs, p.n, "descended to the minimum")
         return self._settle(obs, self._home, f"descent lost throughput at {p.n} "
-                                             f"({p.x:.0f} < {floor:.0f}/s)")
+                                             f"({p.x:.0f} vs {floor:.0f}/s, latency "
+                                             f"elasticity {eta:.2f})")
