@@ -4,6 +4,7 @@ fake clock, then real LocalClusters (in-process workers, and one with processes)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -325,3 +326,27 @@ def test_scan_on_worker_processes_matches_local_scan(corpus):
 def test_scan_on_dask_rejects_an_executor(corpus):
     with pytest.raises(ValueError, match="executor"):
         scan_on_dask(corpus.root, "tcp://127.0.0.1:1", executor=object())
+
+
+def test_bench_dask_command_smoke(tmp_path, capsys):
+    from adaptive_lab.cli import main
+
+    out = tmp_path / "bd.json"
+    rc = main(["bench-dask", "--files", "60", "--dirs", "3", "--repeat", "1", "--in-process",
+               "--interval", "0.05", "--corpus", str(tmp_path / "c"), "--output", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["digests_match"] is True
+    assert [r["name"] for r in res["rows"]] == ["local-default", "local-threads",
+                                                "local-processes", "dask", "dask-adaptive"]
+    assert all(r["runs"][0]["files"] == 60 for r in res["rows"])
+    tr = Trace.load(res["rows"][-1]["runs"][0]["trace"])
+    assert tr.header["workload"]["backend"] == "dask" and tr.samples
+    assert "digests identical across all runs: True" in capsys.readouterr().out
+
+
+def test_bench_dask_bad_input_names_the_flag(tmp_path, capsys):
+    from adaptive_lab.cli import main
+
+    assert main(["bench-dask", "--workers", "0", "--output", str(tmp_path / "x.json")]) == 2
+    assert "--workers" in capsys.readouterr().err

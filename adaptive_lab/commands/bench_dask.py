@@ -173,9 +173,10 @@ def run(args: argparse.Namespace) -> int:
                         res = _run_scan(fn, root, args.digest)
                         if r >= 0:
                             rows.setdefault(name, []).append(res)
-                if policy is not None and r >= 0:
+                if policy is not None:
                     _wait_workers(a_cluster, 1, 20.0)  # each run starts from one worker
-                    trace_path = traces_dir / f"dask-adaptive-{r}.jsonl"
+                    trace_path = traces_dir / (f"dask-adaptive-{r}.jsonl" if r >= 0
+                                               else "dask-adaptive-warmup.jsonl")
                     adaptive = PolicyAdaptive(
                         a_cluster, policy=policy.with_params(), minimum=1,
                         maximum=args.workers, interval=args.interval, record=trace_path)
@@ -189,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
                     run_["scale_events"] = len(tr.scale_events()) if tr else 0
                     run_["max_workers_seen"] = max((s["alive"] for s in tr.samples),
                                                    default=1) if tr else 1
-                    rows.setdefault("dask-adaptive", []).append(run_)
+                    if r >= 0:
+                        rows.setdefault("dask-adaptive", []).append(run_)
         finally:
             procs.shutdown()
             client.close()
