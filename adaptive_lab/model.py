@@ -12,8 +12,9 @@ assumption is written down here and in ``docs/replay.md``:
 2. **The CPU is a multi-server station with ``cpu_slots`` servers.** Pure-Python
    work holds the GIL, so ``cpu_slots`` is about 1 whatever the core count; hashing
    big buffers releases it, so up to ``cores``. Fitted (grid search, least squares
-   on log throughput) from the recorded ``(busy, throughput)`` pairs, together with
-   ``wait_s``.
+   on throughput per busy worker, each period weighted by its length, so the model
+   matches the time-average throughput a makespan depends on) from the recorded
+   ``(busy, throughput)`` pairs, together with ``wait_s``.
 3. **Throughput bends by mean-value analysis** (MVA) of a closed network: a delay
    station (``wait_s`` plus Seidmann's ``cpu_s * (slots - 1) / slots``) and one
    queue (``cpu_s / slots``). One worker sees ``wait_s + cpu_s``; many saturate at
@@ -97,7 +98,7 @@ class Segment:
     available_mb: float = math.nan
     rss_mb: float = math.nan
     background_cpu: float = 0.0  # system CPU % not used by this process
-    fit_error: float = math.nan  # RMS log error of throughput on the segment's samples
+    fit_error: float = math.nan  # RMS error of throughput per worker, relative to its mean
 
     @property
     def latency_1(self) -> float:
@@ -159,7 +160,7 @@ class WorkloadModel:
 
     def throughput(self, k: float, seg: int = 0) -> float:
         """Tasks/s at ``k`` (possibly fractional) busy workers in segment ``seg``."""
-        if k <= 0:
+        if not k > 0:  # also NaN
             return 0.0
         lo = int(k)
         tab = self._lists.get(seg)
@@ -281,16 +282,20 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     lat_u = lat[use]
     # time-average busy workers in each period, by Little's law (more exact than the
     # instantaneous ``busy`` snapshot): completions/s * mean task time
-    k = x[use] * lat_u
-    w_obs = np.maximum(n[use], 1.0)
+    # (at most the workers there were: the latency window can lag the count window)
+    wmax = np.maximum(a["workers"][1:], a["workers"][:-1]).astype(float)[use]
+    k = np.minimum(x[use] * lat_u, np.maximum(wmax, 1.0))
+    # Each period weighs by its length: a makespan is a sum of times, so the model
+    # should match the time-average throughput at each k (not the per-task average,
+    # which favours fast periods, nor the geometric mean a log fit gives).
+    w_obs = dt[use]
     x_u = x[use]
     if len(k) > 400:  # long traces: fit on 200 bins of similar k (weighted means)
         order = np.argsort(k, kind="stable")
         bins = np.array_split(order, 200)
         wsum = np.array([w_obs[b].sum() for b in bins])
         k = np.array([np.average(k[b], weights=w_obs[b]) for b in bins])
-        x_u = np.exp(np.array([np.average(np.log(np.maximum(x_u[b], 1e-12)),
-                                          weights=w_obs[b]) for b in bins]))
+        x_u = np.array([np.average(x_u[b], weights=w_obs[b]) for b in bins])
         w_obs = wsum
     lo1 = float(np.percentile(lat_u, 5))
     cpu_s = min(cpu_s, lo1)  # CPU per task cannot exceed the shortest task time
@@ -310,7 +315,9 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     lo = np.floor(k).astype(int)
     frac = (k - lo)[:, None]
     pred = tab[lo] + (tab[lo + 1] - tab[lo]) * frac  # (S, P)
-    err = np.log(np.maximum(pred, 1e-12)) - np.log(np.maximum(x_u, 1e-12))[:, None]
+    # squared error of throughput per busy worker (about 1 / task time, so periods at
+    # different k count alike), weighted by period length
+    err = (pred - x_u[:, None]) / np.maximum(k, 1.0)[:, None]
     sse = (w_obs[:, None] * err**2).sum(axis=0) / w_obs.sum()
     best = int(np.argmin(sse))
     # arrivals: backlogged when the queue was usually non-empty
@@ -337,7 +344,8 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
         cpu_slots=float(ss[best]), sigma=max(0.0, sigma), arrival_rate=rate,
         memory_percent=med("memory_percent"), available_mb=med("available_mb"),
         rss_mb=med("rss_mb"), background_cpu=float(max(0.0, np.median(bg))) if len(bg) else 0.0,
-        fit_error=float(math.sqrt(sse[best])),
+        fit_error=float(math.sqrt(sse[best])) / max(1e-12, float(
+            np.average(x_u / np.maximum(k, 1.0), weights=w_obs))),
     )
 
 

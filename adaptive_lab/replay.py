@@ -204,8 +204,9 @@ def replay(trace: Trace, policy: Policy, *, interval: float | None = None,
 
     The policy (a fresh copy, ``policy.with_params()``, so two calls give identical
     output) sees the recorded observations, except that ``workers`` (and ``alive``)
-    is its own size, starting at the recorded initial size. **Feedback is ignored**:
-    the queue, CPU and throughput are the recorded ones whatever size it picks.
+    is its own size, starting at the recorded initial size (clamped to the bounds).
+    **Feedback is ignored**: the queue, CPU and throughput are the recorded ones
+    whatever size it picks.
 
     Returns a :class:`Trace` of the same format: the header copied, with ``policy``
     the new policy and ``replay: {mode: "open", source: ...}``; the recorded samples
@@ -221,8 +222,8 @@ def replay(trace: Trace, policy: Policy, *, interval: float | None = None,
     ivl = _interval(trace, interval)
     lo_b, hi_b = _bounds(trace, min_workers, max_workers)
     idx, rows = _decision_fields(trace, ivl, lo_b, hi_b)
-    initial = int(initial_workers if initial_workers is not None
-                  else trace.samples[0]["workers"])
+    initial = clamp_target(int(initial_workers if initial_workers is not None
+                               else trace.samples[0]["workers"]), lo_b, hi_b)
     size = initial
     events: list[dict[str, Any]] = []
     change_at: list[int] = []  # sample index of each change

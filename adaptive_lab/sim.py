@@ -268,5 +268,5 @@ def describe_model(model: WorkloadModel) -> list[dict[str, Any]]:
                      "cpu_slots": round(s.cpu_slots, 2),
                      "capacity_per_s": round(s.capacity, 1),
                      "arrivals": "backlog" if s.arrival_rate is None else
-                     round(s.arrival_rate, 1), "fit_rms_log": round(s.fit_error, 3)})
+                     round(s.arrival_rate, 1), "fit_rel_rms": round(s.fit_error, 3)})
     return rows

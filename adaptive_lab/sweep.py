@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .model import WorkloadModel
-from .policies.base import Policy
+from .policies.base import Policy, clamp_target
 from .policies.threshold import ThresholdPolicy
 from .replay import _bounds, _columns, _interval, decision_indices, replay, simulate
 from .trace import Trace
@@ -240,7 +240,8 @@ def threshold_targets(trace: Trace, points: list[dict[str, Any]], *,
           "memory_pressure", "moderate_queue", "up_step", "moderate_step", "down_step",
           "smoothing")}
     G = len(points)
-    init = int(initial_workers if initial_workers is not None else trace.samples[0]["workers"])
+    init = clamp_target(int(initial_workers if initial_workers is not None
+                            else trace.samples[0]["workers"]), lo, hi)
     cur = np.full(G, init, dtype=np.int64)
     a = c.a
     cpu_col, mem_col, q_col = a["cpu_percent"], a["memory_percent"], a["queued"]
