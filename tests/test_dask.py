@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections import deque
 
@@ -307,6 +308,13 @@ def test_scan_on_in_process_cluster_matches_local_scan(corpus):
                                        root, c.scheduler_address, **kw))
         assert got2 == local and s2.batches >= 1 and s2.files == ls.files
         assert len(client.scheduler_info()["workers"]) == 2
+        # cancelling mid-scan: every name is accounted for, no task is left behind
+        stop = threading.Event()
+        s3 = scan_on_dask(corpus.root, client, on_result=lambda r: stop.set(),
+                          cancel_event=stop, batch_seconds=0.0005, max_in_flight=2)
+        assert s3.cancelled and s3.files < ls.files
+        assert s3.files + s3.skipped + s3.errors + s3.not_scanned == s3.files_seen
+        wait_until(lambda: not c.scheduler.tasks, what="cancelled batches to leave")
 
 
 def test_scan_on_worker_processes_matches_local_scan(corpus):
