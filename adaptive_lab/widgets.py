@@ -353,12 +353,7 @@ class ReplayExplorer:
                 for k, v in d.items():
                     setattr(tr, k, v)
             self.figure.layout.title.text = viz.figure_title(self.trace)
-        self._hold = True
-        try:
-            self._build_sliders()
-        finally:
-            self._hold = False
-        self.refresh()
+        self.refresh()  # the sliders keep their values: compare traces at equal settings
 
     # -- display --------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +201,39 @@ def test_live_monitor_without_recorder_polls_last_sample():
     finally:
         pool.shutdown()
     assert len(ydata(mon.figure, "workers")) >= 3
+
+
+# -- the notebooks --------------------------------------------------------------------
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
+DATA = sorted((Path(__file__).resolve().parents[1] / "data").glob("*.jsonl"))
+
+
+def test_notebooks_are_small_and_hold_no_widget_state():
+    assert len(NOTEBOOKS) == 4
+    for p in NOTEBOOKS:
+        nb = json.loads(p.read_text(encoding="utf-8"))
+        assert "widgets" not in nb.get("metadata", {}), f"{p.name} stores widget state"
+        assert p.stat().st_size < 200_000, f"{p.name} is {p.stat().st_size} bytes"
+        for cell in nb["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            src = "".join(cell["source"])
+            outs = cell.get("outputs", [])
+            if not src.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
+                assert not outs, f"{p.name}: only checked cells keep outputs"
+            for o in outs:
+                assert "application/vnd.jupyter.widget-view+json" not in o.get("data", {})
+
+
+@pytest.mark.skipif(not DATA, reason="no data/*.jsonl")
+def test_first_slider_of_notebook_02_changes_every_shipped_trace():
+    """The browser test moves the first slider one step: it must change the replay."""
+    ex = ReplayExplorer(DATA, policy="threshold", mode="closed",
+                        first=("moderate_step", "moderate_queue", "scale_up_queue"))
+    first = next(iter(ex.sliders.values()))
+    for name in ex.traces:
+        ex.trace_picker.value = name
+        before = ydata(ex.figure, "replayed target")
+        first.value += first.step
+        assert not np.array_equal(before, ydata(ex.figure, "replayed target")), name
+        first.value -= first.step
