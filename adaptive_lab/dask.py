@@ -335,11 +335,13 @@ class PolicyAdaptive(Adaptive):
         return self.last_decision.reason if self.last_decision else "dask recommendation"
 
     async def scale_up(self, n: int) -> None:
+        if self.state == "stopped":  # an adapt() in flight when stop() was called
+            return
         self._scale_event(len(self.plan), int(n), self._reason())  # at decision time
         await super().scale_up(n)
 
     async def scale_down(self, workers: Sequence[Any]) -> None:
-        if not workers:
+        if not workers or self.state == "stopped":
             return
         old = len(self.plan)
         self._scale_event(old, max(0, old - len(workers)),

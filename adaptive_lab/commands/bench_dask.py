@@ -85,8 +85,9 @@ def _run_scan(fn: Callable[..., Any], root: str, digest: str) -> dict[str, Any]:
 
 
 def _wait_workers(cluster: Any, n: int, timeout: float) -> bool:
+    """Wait until ``n`` workers are planned and connected (False on timeout)."""
     end = time.monotonic() + timeout
-    while len(cluster.scheduler.workers) != n:
+    while len(cluster.scheduler.workers) != n or len(cluster.plan) != n:
         if time.monotonic() > end:
             return False
         time.sleep(0.05)
@@ -174,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
                         if r >= 0:
                             rows.setdefault(name, []).append(res)
                 if policy is not None:
-                    _wait_workers(a_cluster, 1, 20.0)  # each run starts from one worker
+                    if not _wait_workers(a_cluster, 1, 30.0):  # start from one worker
+                        raise RuntimeError("the adaptive cluster did not return to 1 worker")
                     trace_path = traces_dir / (f"dask-adaptive-{r}.jsonl" if r >= 0
                                                else "dask-adaptive-warmup.jsonl")
                     adaptive = PolicyAdaptive(
