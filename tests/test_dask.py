@@ -349,7 +349,8 @@ def test_bench_dask_command_smoke(tmp_path, capsys):
                                                 "local-processes", "dask", "dask-adaptive"]
     assert all(r["runs"][0]["files"] == 60 for r in res["rows"])
     tr = Trace.load(res["rows"][-1]["runs"][0]["trace"])
-    assert tr.header["workload"]["backend"] == "dask" and tr.samples
+    # (a 60-file scan may end before the first 50 ms tick: samples are timing-dependent)
+    assert tr.header["workload"]["backend"] == "dask"
     assert "digests identical across all runs: True" in capsys.readouterr().out
 
 
