@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-seconds", type=float, default=None,
                         help="seconds of work per Dask batch (default 0.05)")
     parser.add_argument("--digest", default="sha256", help="hashlib algorithm (default sha256)")
+    parser.add_argument("--profile", default="local",
+                        help="workload profile of every run: local (default), latency, cpu, "
+                             "mixed, step")
     parser.add_argument("--policy", default="utilization_band",
                         help="also run the cluster sized by this policy from 1 worker "
                              "(default utilization_band; 'none' to skip)")
@@ -76,9 +79,10 @@ class _Fingerprint:
         return hashlib.sha256(b"\n".join(sorted(self.lines))).hexdigest()
 
 
-def _run_scan(fn: Callable[..., Any], root: str, digest: str) -> dict[str, Any]:
+def _run_scan(fn: Callable[..., Any], root: str, digest: str, profile: Any
+              ) -> dict[str, Any]:
     fp = _Fingerprint()
-    s = fn(root, on_result=fp, digest=digest)
+    s = fn(root, on_result=fp, digest=digest, profile=profile)
     return {"elapsed": s.elapsed, "files": s.files, "files_per_s": s.files_per_s,
             "mb_per_s": s.mb_per_s, "batches": s.batches, "max_in_flight": s.max_in_flight,
             "errors": s.errors, "fingerprint": fp.hexdigest()}
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pool import AdaptiveThreadPoolExecutor
     from ..scanner import scan
     from ..trace import host_info
-    from ..workloads import make_corpus
+    from ..workloads import make_corpus, profile_by_name
 
     files = args.files or (1000 if args.quick else 5000)
     repeat = args.repeat or (1 if args.quick else 5)
@@ -119,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     _positive("--batch-seconds", float(batch_seconds), float)
     _positive("--interval", float(args.interval), float)
     policy = None if args.policy.lower() == "none" else make_policy(args.policy)
+    profile = profile_by_name(args.profile)
     width = args.workers * args.threads_per_worker
     tmp = None
     if args.corpus is None:
@@ -171,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                             root, client, batch_seconds=batch_seconds, **kw),
                     }
                     for name, fn in runs.items():
-                        res = _run_scan(fn, root, args.digest)
+                        res = _run_scan(fn, root, args.digest, profile)
                         if r >= 0:
                             rows.setdefault(name, []).append(res)
                 if policy is not None:
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                         maximum=args.workers, interval=args.interval, record=trace_path)
                     run_ = _run_scan(lambda root, **kw: scan_on_dask(
                         root, a_client, batch_seconds=batch_seconds,
-                        max_in_flight=max(8, 4 * width), **kw), root, args.digest)
+                        max_in_flight=max(8, 4 * width), **kw), root, args.digest, profile)
                     adaptive.stop()
                     a_cluster.scale(1)  # the next run starts from one worker again
                     tr = adaptive.trace()
@@ -215,13 +220,15 @@ def run(args: argparse.Namespace) -> int:
                       "ratio_vs_local_default": med / base if base else float("nan")})
     out.update(corpus=info.to_dict(), repeat=repeat, cluster=cluster_kw,
                cluster_start_s=start_s, batch_seconds=batch_seconds, digest=args.digest,
+               profile=profile.to_dict(),
                policy=policy.describe() if policy else None, rows=table,
                digests_match=len(fingerprints) == 1, loadavg_after=os.getloadavg())
     out["corpus"]["root"] = None if tmp else out["corpus"]["root"]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=1) + "\n")
     print(f"corpus: {info.files} files, {info.bytes / 2**20:.0f} MiB (mix {args.size_mix}); "
-          f"{repeat} interleaved repetition(s); cluster start {start_s:.2f} s; "
+          f"profile {profile.name}; {repeat} interleaved repetition(s); "
+          f"cluster start {start_s:.2f} s; "
           f"load {out['loadavg_before'][0]:.1f} -> {out['loadavg_after'][0]:.1f}")
     print(f"{'setup':60s} {'files/s':>9s} {'s':>7s} {'vs default':>10s}")
     for row in table:
