@@ -37,19 +37,34 @@ KERNEL_READY_JS = f"""(path) => {{
     return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
 }}"""
 
-# Follow the kernel on iopub: each execute_request gets one `busy` and one `idle`
-# status (comm messages get their own, possibly while a cell runs), and errors.
+# Follow the kernel's messages. Each execute_request gets one `busy` and one `idle`
+# status on iopub; so does each comm_msg the page sends (a widget change), and the
+# kernel's replies to it (figure updates) arrive on iopub before that `idle`. The
+# kernel's current status is no signal: widget traffic flips it while cells run.
 TRACK_KERNEL_JS = f"""() => {{
     const k = ({_PANEL_JS}).sessionContext.session.kernel;
-    const track = {{started: 0, executed: 0, errors: [], status: k.status}};
+    const track = {{started: 0, executed: 0, errors: [], status: k.status, commSent: 0,
+                   commDone: 0, sent: {{}}, received: {{}}}};
+    const ours = new Set();
+    k.anyMessage.connect((_, args) => {{
+        const msg = args.msg, type = msg.header.msg_type;
+        const box = args.direction === 'send' ? track.sent : track.received;
+        box[type] = (box[type] || 0) + 1;
+        if (args.direction === 'send' && type === 'comm_msg') {{
+            ours.add(msg.header.msg_id);
+            track.commSent += 1;
+        }}
+    }});
     k.iopubMessage.connect((_, msg) => {{
         const type = msg.header.msg_type;
         const parent = msg.parent_header && msg.parent_header.msg_type;
         if (type === 'error') track.errors.push(msg.content.ename + ': ' + msg.content.evalue);
         if (type === 'status') {{
-            track.status = msg.content.execution_state;
-            if (parent === 'execute_request' && track.status === 'busy') track.started += 1;
-            if (parent === 'execute_request' && track.status === 'idle') track.executed += 1;
+            const state = msg.content.execution_state;
+            track.status = state;
+            if (parent === 'execute_request' && state === 'busy') track.started += 1;
+            if (parent === 'execute_request' && state === 'idle') track.executed += 1;
+            if (state === 'idle' && ours.has(msg.parent_header.msg_id)) track.commDone += 1;
         }}
     }});
     window.__labTrack = track;
@@ -59,8 +74,7 @@ TRACK_KERNEL_JS = f"""() => {{
 CODE_CELLS_JS = f"""() => ({_PANEL_JS}).content.widgets.filter(
     c => c.model.type === 'code' && c.model.sharedModel.getSource().trim() !== '').length"""
 
-RUN_DONE_JS = """(n) => window.__labTrack.errors.length > 0
-    || (window.__labTrack.executed >= n && window.__labTrack.status === 'idle')"""
+RUN_DONE_JS = """(n) => window.__labTrack.errors.length > 0 || window.__labTrack.executed >= n"""
 
 # Figure data as the page holds it: trace name, number of x points and the y values.
 # plotly may keep typed-array specs in gd.data; the decoded arrays are in _fullData.
@@ -91,8 +105,16 @@ FIGURE_CHANGED_JS = f"""(before) => {{
     return !!now && JSON.stringify(now) !== before;
 }}"""
 
-KERNEL_IDLE_JS = f"""() => window.__labTrack.status === 'idle'
-    && ({_PANEL_JS}).sessionContext.session.kernel.status === 'idle'"""
+# Every widget change the page sent has been handled by the kernel (its replies are in),
+# on two polls in a row with nothing sent in between (ipywidgets may hold back a change
+# until the kernel acknowledged the previous one).
+WIDGETS_SETTLED_JS = """() => {
+    const t = window.__labTrack;
+    const settled = t.commDone >= t.commSent;
+    const again = settled && window.__settledAt === t.commSent;
+    window.__settledAt = settled ? t.commSent : -1;
+    return again;
+}"""
 
 # Sample the "workers" trace every 100 ms in the page, keeping each distinct state.
 SAMPLE_WORKERS_JS = f"""(name) => {{
@@ -146,6 +168,11 @@ class Phases:
         return f"{', '.join(self.steps)}; total {self.last - self.start:.1f}s"
 
 
+def frame(page: Any) -> None:
+    """Wait for two animation frames, so the page has drawn what it received."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
 def settle_for_screenshot(page: Any, element: Any) -> None:
     """Scroll ``element``'s output area to the top, move focus and mouse away, paint."""
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
@@ -156,7 +183,7 @@ def settle_for_screenshot(page: Any, element: Any) -> None:
             target.scrollIntoView({block: 'start'});
         }"""
     )
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    frame(page)
 
 
 # What the page holds, for failure messages: kernel tracking, figures and their traces.
@@ -221,7 +248,9 @@ def wait_run_done(page: Any, server: Any, cells: int, name: str) -> None:
         page.wait_for_function(RUN_DONE_JS, arg=cells, timeout=RUN_TIMEOUT_MS, polling=100)
     except Exception as exc:
         track = page.evaluate("() => window.__labTrack")
-        fail_with_context(page, server, f"{name}: Run All did not finish ({track}): {exc}")
+        fail_with_context(
+            page, server, f"{name}: Run All of {cells} cells did not finish ({track}): {exc}"
+        )
     errors = page.evaluate("() => window.__labTrack.errors")
     if errors:
         fail_with_context(page, server, f"{name} raised in the browser run: {errors}")
@@ -263,7 +292,8 @@ def test_replay_explorer_slider_redraws_figure(
         fail_with_context(page, lab_server, f"slider {value_before} -> {readout.inner_text()} "
                           f"did not change the figure's data: {exc}")  # fmt: skip
     # Let every queued slider update reach the kernel and come back before comparing.
-    page.wait_for_function(KERNEL_IDLE_JS, polling=100)
+    page.wait_for_function(WIDGETS_SETTLED_JS, polling=100)
+    frame(page)
     after = page.evaluate(TRACES_JS, 0)
     value_after = readout.inner_text()
     phase("slider")
@@ -280,6 +310,8 @@ def test_replay_explorer_slider_redraws_figure(
     settle_for_screenshot(page, slider)
     page.screenshot(path=str(screenshot_dir / "replay_explorer.png"))
     phase("screenshot")
+    traffic = page.evaluate("() => window.__labTrack")
+    print(f"\nkernel traffic: sent {traffic['sent']}, received {traffic['received']}")
     print(f"\nreplay explorer: slider {value_before} -> {value_after}; changed {changed}; "
           f"{phase}; screenshot {screenshot_dir / 'replay_explorer.png'}")  # fmt: skip
 
