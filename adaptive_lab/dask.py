@@ -132,7 +132,7 @@ class TaskCounter(SchedulerPlugin):
 
 
 def observation_from_snapshot(snap: dict[str, Any], *, t: float, workers: int, dt: float,
-                              prev_finished: int, min_workers: int,
+                              prev_finished: int | None, min_workers: int,
                               max_workers: int) -> Observation:
     """Translate a :meth:`TaskCounter.snapshot` into an adaptive_lab Observation.
 
@@ -140,7 +140,8 @@ def observation_from_snapshot(snap: dict[str, Any], *, t: float, workers: int, d
     pool's ``size``); ``alive`` the workers connected to the scheduler. ``busy``
     counts workers running at least one task; ``queue_depth`` is tasks ready but not
     started: queued on the scheduler, unrunnable (no worker), and assigned to a worker
-    beyond its threads. Rates cover the ``dt`` seconds since ``prev_finished``.
+    beyond its threads. Rates cover the ``dt`` seconds since ``prev_finished``
+    tasks had finished (None, or more than now after a scheduler restart: unknown, NaN).
     """
     fin = int(snap["completed"]) + int(snap["failed"])
     mean, p50, p95 = _latency(snap.get("durations") or [])
@@ -153,7 +154,8 @@ def observation_from_snapshot(snap: dict[str, Any], *, t: float, workers: int, d
         completed=int(snap["completed"]), failed=int(snap["failed"]),
         submitted=fin + int(snap["processing"]) + int(snap["queued"])
         + int(snap["unrunnable"]),
-        throughput=(fin - prev_finished) / dt if dt > 0 else NAN,
+        throughput=(fin - prev_finished) / dt
+        if dt > 0 and prev_finished is not None and fin >= prev_finished else NAN,
         latency_mean=mean, latency_p50=p50, latency_p95=p95, dt=dt,
         min_workers=int(min_workers), max_workers=int(max_workers),
     )
@@ -217,8 +219,8 @@ class PolicyAdaptive(Adaptive):
         self._ready = False  # the periodic callback may fire before __init__ ends
         self._registered = False
         self._last_t = 0.0
-        self._last_finished = 0
-        self._seen_durations = 0
+        self._last_finished: int | None = None  # unknown until the first snapshot
+        self._seen_durations: int | None = None
         self.last_observation: Observation | None = None
         self.last_decision: Decision | None = None
         self.last_snapshot: dict[str, Any] | None = None
@@ -255,7 +257,9 @@ class PolicyAdaptive(Adaptive):
                 plugin=dask_pickle.dumps(TaskCounter()), name=PLUGIN_NAME, idempotent=True)
             self._registered = True
         try:
-            return await getattr(self.scheduler, _HANDLER)(since=self._seen_durations)
+            # the first time, no durations: those tasks finished before we started
+            since = sys.maxsize if self._seen_durations is None else self._seen_durations
+            return await getattr(self.scheduler, _HANDLER)(since=since)
         except Exception:
             self._registered = False  # e.g. a restarted scheduler: register again
             raise

@@ -75,6 +75,9 @@ def snap(workers=2, threads=None, processing=0, busy_workers=0, queued=0, unrunn
         # 10 more finished (8 ok, 2 failed) in 2 s -> 5 tasks/s; latency from durations
         (snap(completed=18, failed=2, durations=(0.1, 0.2, 0.3)), 2, 2.0, 10,
          dict(throughput=5.0, latency_mean=0.2, latency_p50=0.2, completed=18, failed=2)),
+        # no baseline yet (first snapshot), or counters went back (scheduler restart)
+        (snap(completed=18), 2, 2.0, None, dict(throughput=math.nan)),
+        (snap(completed=3), 2, 2.0, 10, dict(throughput=math.nan)),
     ],
 )
 def test_observation_from_snapshot(s, planned, dt, prev, expect):
@@ -83,7 +86,7 @@ def test_observation_from_snapshot(s, planned, dt, prev, expect):
     assert obs.t == 5.0 and obs.min_workers == 1 and obs.max_workers == 8
     assert obs.cpu_percent == 50.0 and obs.memory_percent == 20.0
     for k, v in expect.items():
-        assert getattr(obs, k) == pytest.approx(v), k
+        assert getattr(obs, k) == pytest.approx(v, nan_ok=True), k
     if dt == 0:
         assert math.isnan(obs.throughput)
 
@@ -104,7 +107,7 @@ class StubScheduler:
         s = self.snaps.popleft()
         if isinstance(s, Exception):
             raise s
-        new = s["completed"] - since  # like TaskCounter: only tasks finished after since
+        new = max(0, s["completed"] - since)  # like TaskCounter: only those after since
         return {**s, "durations": s["durations"][len(s["durations"]) - new:] if new else []}
 
     async def workers_to_close(self, target, key=None, attribute="name", **kw):
@@ -164,7 +167,8 @@ def test_stub_cluster_keeps_dask_debounce_and_fake_time(tmp_path):
     tr = Trace.load(tmp_path / "dask.jsonl")
     assert [s["t"] for s in tr.samples] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert [s["target"] for s in tr.samples] == [4, 4, 1, 1, 1]
-    assert [s["throughput"] for s in tr.samples] == [0.0, 0.0, 6.0, 0.0, 0.0]  # 6 in 1 s
+    thr = [s["throughput"] for s in tr.samples]  # first window: no baseline, unknown
+    assert math.isnan(thr[0]) and thr[1:] == [0.0, 6.0, 0.0, 0.0]  # 6 finished in 1 s
     assert tr.samples[2]["latency_mean"] == 0.5 and math.isnan(tr.samples[3]["latency_mean"])
     assert [(e["t"], e["from"], e["to"]) for e in tr.scale_events()] == [(1.0, 1, 4), (4.0, 4, 1)]
     assert "wait_count=2" in tr.scale_events()[1]["reason"]
