@@ -28,8 +28,13 @@ assumption is written down here and in ``docs/replay.md``:
    model is piecewise; each segment holds ``tasks`` tasks, and a simulation moves to
    the next segment when they are done. Boundaries come from ``phase`` events if the
    trace has them, else from a change-point search on log latency.
-6. **Memory and background CPU are as recorded** (segment medians), not modelled.
-7. **Task-time spread** is log-normal with ``sigma`` from the recorded p95/p50.
+6. **Stalls are a flat efficiency**: the curve is fitted on periods where tasks
+   finished; ``efficiency`` (<= 1) is the segment's tasks over what the curve promises
+   at the sizes the pool had, stalls included (a scanner's walk restarting, other
+   tenants taking the CPU, GC), and scales the curve. It assumes another policy
+   stalls as often.
+7. **Memory and background CPU are as recorded** (segment medians), not modelled.
+8. **Task-time spread** is log-normal with ``sigma`` from the recorded p95/p50.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class Segment:
     available_mb: float = math.nan
     rss_mb: float = math.nan
     background_cpu: float = 0.0  # system CPU % not used by this process
+    efficiency: float = 1.0  # share of the curve's throughput delivered over time
     fit_error: float = math.nan  # RMS error of throughput per worker, relative to its mean
 
     @property
@@ -107,8 +113,8 @@ class Segment:
 
     @property
     def capacity(self) -> float:
-        """Saturation throughput, ``cpu_slots / cpu_s`` tasks/s."""
-        return self.cpu_slots / self.cpu_s if self.cpu_s > 0 else math.inf
+        """Saturation throughput, ``efficiency * cpu_slots / cpu_s`` tasks/s."""
+        return self.efficiency * self.cpu_slots / self.cpu_s if self.cpu_s > 0 else math.inf
 
 
 @dataclass
@@ -154,7 +160,7 @@ class WorkloadModel:
         tab = self._tables.get(seg)
         if tab is None or len(tab) <= kmax:
             s = self.segments[seg]
-            tab = mva_throughput(max(kmax, 64), s.wait_s, s.cpu_s, s.cpu_slots)
+            tab = mva_throughput(max(kmax, 64), s.wait_s, s.cpu_s, s.cpu_slots) * s.efficiency
             self._tables[seg] = tab
         return tab
 
@@ -241,11 +247,6 @@ class WorkloadModel:
             raise ValueError("trace has no completed tasks; cannot fit a workload model")
         util = pcpu / max(1.0, float(np.nanmax(pcpu)) if np.isfinite(pcpu).any() else 1.0)
         bounds = _segment_bounds(trace, t, lat, n, util, segments, min_segment)
-        segs = []
-        for lo_t, hi_t in itertools.pairwise(bounds):
-            sel = (t[1:] > lo_t) & (t[1:] <= hi_t + 1e-9)
-            segs.append(_fit_segment(a, sel, lo_t, hi_t, dt, n, x, lat, pcpu, busy, queued,
-                                     cores))
         # the submitter's window: what was queued + running while backlogged
         in_sys = busy + queued
         back = queued > 0
@@ -255,6 +256,11 @@ class WorkloadModel:
             sub = a["submitted"]
             if sub[-1] >= 0 and sub[1] >= fin[-1] - fin[0]:  # everything up front (map)
                 window = max(window, int(sub[-1] - fin[0]))
+        segs = []
+        for lo_t, hi_t in itertools.pairwise(bounds):
+            sel = (t[1:] > lo_t) & (t[1:] <= hi_t + 1e-9)
+            segs.append(_fit_segment(a, sel, lo_t, hi_t, dt, n, x, lat, pcpu, busy, queued,
+                                     cores, window))
         src = {"policy": trace.policy_name, "samples": len(t),
                "duration_s": float(t[-1] - t[0]), "tasks": int(fin[-1] - fin[0]),
                "created": trace.header.get("created"),
@@ -268,8 +274,8 @@ class WorkloadModel:
 
 def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float,
                  dt: np.ndarray, n: np.ndarray, x: np.ndarray, lat: np.ndarray,
-                 pcpu: np.ndarray, busy: np.ndarray, queued: np.ndarray, cores: int
-                 ) -> Segment:
+                 pcpu: np.ndarray, busy: np.ndarray, queued: np.ndarray, cores: int,
+                 window: int) -> Segment:
     tasks = int(n[sel].sum())
     use = sel & (n > 0) & np.isfinite(lat) & (lat > 0)
     if tasks <= 0 or not use.any():
@@ -301,7 +307,10 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     cpu_s = min(cpu_s, lo1)  # CPU per task cannot exceed the shortest task time
     slots_max = float(max(1.0, cores))
     seen = pcpu[cpu_ok & (n > 0)]
-    slots_lo = 1.0 if not len(seen) else float(min(slots_max, max(1.0, seen.max())))
+    # at least the cores the busiest fifth of the periods used on average (a mean, so
+    # one noisy period does not set the bound)
+    top = np.sort(seen)[-max(1, len(seen) // 5):] if len(seen) else seen
+    slots_lo = 1.0 if not len(seen) else float(min(slots_max, max(1.0, top.mean())))
     waits = np.unique(np.concatenate([
         np.linspace(0.0, 1.0, 41) * max(lo1 - cpu_s, 0.0) * 1.25,
         np.quantile(np.maximum(lat_u - cpu_s, 0.0), [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])]))
@@ -323,6 +332,17 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     # arrivals: backlogged when the queue was usually non-empty
     segq = queued[sel]
     backlogged = bool(np.mean(segq > 0) >= 0.5)
+    # efficiency: the tasks done over those the fitted curve promises at the
+    # concurrency the pool was given (its size, capped by the window), over the whole
+    # segment, stalls included (walk restarts, other tenants taking the CPU, GC), which
+    # the fit on busy periods alone does not see
+    efficiency = 1.0
+    if backlogged:
+        wk = np.minimum(a["workers"][1:][sel].astype(float), float(window))
+        curve = mva_throughput(int(wk.max()) + 1, float(ww[best]), cpu_s, float(ss[best]))
+        promised = float(np.sum(np.interp(wk, np.arange(len(curve)), curve) * dt[sel]))
+        if promised > 0:
+            efficiency = float(min(1.0, max(0.05, tasks / promised)))
     dur = float(dt[sel].sum())
     rate = None if backlogged else (tasks / dur if dur > 0 else None)
     p50, p95 = a["latency_p50"][1:][use], a["latency_p95"][1:][use]
@@ -343,7 +363,8 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
         t0=float(t0), t1=float(t1), tasks=tasks, wait_s=float(ww[best]), cpu_s=cpu_s,
         cpu_slots=float(ss[best]), sigma=max(0.0, sigma), arrival_rate=rate,
         memory_percent=med("memory_percent"), available_mb=med("available_mb"),
-        rss_mb=med("rss_mb"), background_cpu=float(max(0.0, np.median(bg))) if len(bg) else 0.0,
+        rss_mb=med("rss_mb"), efficiency=efficiency,
+        background_cpu=float(max(0.0, np.median(bg))) if len(bg) else 0.0,
         fit_error=float(math.sqrt(sse[best])) / max(1e-12, float(
             np.average(x_u / np.maximum(k, 1.0), weights=w_obs))),
     )

@@ -265,7 +265,7 @@ def describe_model(model: WorkloadModel) -> list[dict[str, Any]]:
     for s in model.segments:
         rows.append({"t0": round(s.t0, 2), "t1": round(s.t1, 2), "tasks": s.tasks,
                      "wait_ms": round(s.wait_s * 1e3, 3), "cpu_us": round(s.cpu_s * 1e6, 1),
-                     "cpu_slots": round(s.cpu_slots, 2),
+                     "cpu_slots": round(s.cpu_slots, 2), "efficiency": round(s.efficiency, 3),
                      "capacity_per_s": round(s.capacity, 1),
                      "arrivals": "backlog" if s.arrival_rate is None else
                      round(s.arrival_rate, 1), "fit_rel_rms": round(s.fit_error, 3)})

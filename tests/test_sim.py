@@ -109,9 +109,11 @@ def test_fit_rejects_unusable_traces(traces: dict[str, Trace]) -> None:
 
 
 # -- closed-loop simulation -------------------------------------------------------------
-#: Tolerance of the fixed-size reproduction below: the fluid model against one
-#: real run on a shared, noisy machine (see docs/replay.md for measured errors).
-FIXED_TOLERANCE = 0.10
+#: Tolerance of the fixed-size reproduction below. The model's ``efficiency`` is
+#: calibrated on the same run, so this checks the fit -> Controller -> fluid pool chain
+#: reproduces it (start-up ramp, window, counts), not cross-policy prediction, which
+#: ``adaptive-lab validate-sim`` measures on live runs (docs/replay.md).
+FIXED_TOLERANCE = 0.05
 
 
 def test_simulating_a_fixed_run_reproduces_its_throughput(traces: dict[str, Trace]) -> None:

@@ -76,13 +76,23 @@ def rel_err(pred: float, live: float) -> float:
 
 
 def run_metrics(tr: Any) -> dict[str, float]:
-    """Throughput (tasks/s over the makespan), makespan (s), mean workers (time-weighted)."""
+    """Throughput (tasks/s over the makespan), makespan (s), mean workers (time-weighted).
+
+    A task is a scanner batch, and batch sizes adapt to measured speed, so two runs of
+    the same scan may count different tasks; ``files_per_s`` (same files in every run)
+    is then the fair rate, and its error is the makespan's.
+    """
     s = tr.summary()
     mk = tr.header.get("makespan_s")
     makespan = float(mk) if mk is not None else float(s["duration_s"])
     dur = s["duration_s"]
     mean_w = s["worker_seconds"] / dur if dur > 0 else math.nan
-    return {"tasks": s["tasks"], "makespan_s": makespan,
+    files = None
+    wl = tr.header.get("workload") or {}
+    if "corpus" in wl and "phases" in wl:  # a record_scan run: the same files in each run
+        files = wl["corpus"]["files"] * sum(p["passes"] for p in wl["phases"])
+    return {"tasks": s["tasks"], "makespan_s": makespan, "files": files,
+            "files_per_s": files / makespan if files and makespan > 0 else None,
             "throughput": s["tasks"] / makespan if makespan > 0 else math.nan,
             "mean_workers": mean_w, "scale_events": s["scale_events"]}
 
