@@ -22,7 +22,6 @@ in :mod:`adaptive_lab.bench_report`.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import random
@@ -32,12 +31,22 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import _base as _futures_base
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .bench_stats import (
+    ResourceSampler,
+    TaskTimer,
+    direction_changes,
+    resource_stats,
+    task_stats,
+    timeline,
+)
 
 SCHEMA = "adaptive-lab/bench"
 VERSION = 1
@@ -161,22 +170,30 @@ def resolve_policies(spec: str) -> list[str]:
 
 
 # -- executors ---------------------------------------------------------------------
-class TaskTimer:
-    """Collects the run time of every task submitted through a timed executor."""
+class _QuickCancelFuture(Future):
+    """A Future whose ``cancel()`` of a cancelled or finished future skips the lock.
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
+    Harness only: after a cancel the scanner re-cancels every pending future each time
+    one completes (quadratic in the batches in flight: seconds with 1024 of them).
+    This changes nothing before the time cap; it only shortens the wind-down after.
+    """
 
-    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        times, perf = self.times, time.perf_counter
+    def cancel(self) -> bool:
+        state = self._state  # CANCELLED* and FINISHED are final: no lock needed
+        if state in _CANCELLED_STATES:
+            return True
+        if state == _futures_base.FINISHED:
+            return False
+        return super().cancel()
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = perf()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                times.append(perf() - t0)  # list.append is atomic under the GIL
-        return timed
+
+_CANCELLED_STATES = (_futures_base.CANCELLED, _futures_base.CANCELLED_AND_NOTIFIED)
+
+
+def _quick_cancel(f: Future) -> Future:
+    if type(f) is Future:
+        f.__class__ = _QuickCancelFuture
+    return f
 
 
 class _TimedTPE(ThreadPoolExecutor):
@@ -187,7 +204,7 @@ class _TimedTPE(ThreadPoolExecutor):
         self._timer = timer
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return super().submit(self._timer.wrap(fn), *args, **kwargs)
+        return _quick_cancel(super().submit(self._timer.wrap(fn), *args, **kwargs))
 
     def workers_alive(self) -> tuple[int, int]:
         n = len(self._threads)
@@ -203,7 +220,7 @@ def _timed_pool_class() -> type:
         _bench_timer: TaskTimer
 
         def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-            return super().submit(self._bench_timer.wrap(fn), *args, **kwargs)
+            return _quick_cancel(super().submit(self._bench_timer.wrap(fn), *args, **kwargs))
 
         def workers_alive(self) -> tuple[int, int]:
             st = self.stats()
@@ -232,56 +249,6 @@ def make_executor(config: BenchConfig, timer: TaskTimer, record: Path | None,
         ex = cls(policy=make_policy(config.policy or ""), **kw)
     ex._bench_timer = timer
     return ex
-
-
-class ResourceSampler:
-    """Samples process CPU %, RSS and the pool's size every ``period`` s on a thread.
-
-    CPU % is this process's CPU time over the period as a percentage of all cores
-    (0-100), from ``os.times()``; RSS from psutil.
-    """
-
-    def __init__(self, executor: Any, period: float = 0.05) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self._ex = executor
-        self.period = period
-        self.rows: list[tuple[float, int, int, float, float]] = []  # t, size, alive, cpu, rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
-        self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-
-    def start(self) -> ResourceSampler:
-        self.t0 = time.perf_counter()
-        self._thread.start()
-        return self
-
-    def _sample(self, last: tuple[float, float]) -> tuple[float, float]:
-        now = time.perf_counter()
-        t = os.times()
-        cpu_s = t.user + t.system
-        dt = now - last[0]
-        cpu = 100.0 * (cpu_s - last[1]) / (dt * self._cores) if dt > 0 else float("nan")
-        size, alive = self._ex.workers_alive()
-        rss = self._proc.memory_info().rss / 2**20
-        self.rows.append((now - self.t0, size, alive, cpu, rss))
-        return now, cpu_s
-
-    def _run(self) -> None:
-        t = os.times()
-        last = (time.perf_counter(), t.user + t.system)
-        size, alive = self._ex.workers_alive()
-        self.rows.append((0.0, size, alive, float("nan"), self._proc.memory_info().rss / 2**20))
-        while not self._stop.wait(self.period):
-            last = self._sample(last)
-        self._sample(last)
-
-    def stop(self) -> np.ndarray:
-        self._stop.set()
-        self._thread.join()
-        return np.array(self.rows, dtype=np.float64).reshape(-1, 5)
 
 
 def drop_caches() -> None:
@@ -313,8 +280,8 @@ class BenchSettings:
     fixed_sizes: tuple[int, ...] = DEFAULT_FIXED_SIZES
     output: Path = Path("benchmark_results.json")
     corpus: Path | None = None
-    time_cap: float = 3.0
-    step_time_cap: float = 7.0
+    time_cap: float = 2.0
+    step_time_cap: float = 6.0
     step_at: float = 1.0
     seed: int = 0
     quick: bool = False
@@ -337,7 +304,7 @@ class BenchSettings:
     @property
     def step_fixed_cap(self) -> float:
         """Time cap of fixed pools in the step profile: they need no time to adapt."""
-        return min(self.step_time_cap, self.step_at + 3.0)
+        return min(self.step_time_cap, self.step_at + 2.0)
 
     @property
     def steady_from(self) -> float:
@@ -445,7 +412,7 @@ def run_once(profile: BenchProfile, config: BenchConfig, root: Path, corpus_file
     if capped:
         rows = rows[rows[:, 0] <= cap + sampler.period]
     rec.update(task_stats(timer.times))
-    rec.update(resource_stats(rows, elapsed))
+    rec.update(resource_stats(rows))
     rec["timeline"] = timeline(rows, times)
     if config.uses_our_pool:
         rec.update(trace_stats(ex, elapsed))
@@ -453,63 +420,6 @@ def run_once(profile: BenchProfile, config: BenchConfig, root: Path, corpus_file
     else:
         rec.update(scale_events=0, direction_changes_per_min=0.0, trace=None)
     return rec, times
-
-
-# -- statistics --------------------------------------------------------------------
-def _finite(x: float) -> float | None:
-    return float(x) if x is not None and np.isfinite(x) else None
-
-
-def task_stats(times: Sequence[float]) -> dict[str, Any]:
-    """Count, p50 and p95 of task run times in ms (a task is one scanner batch)."""
-    if not times:
-        return {"tasks": 0, "task_p50_ms": None, "task_p95_ms": None}
-    p50, p95 = np.percentile(np.asarray(times), (50, 95)) * 1000
-    return {"tasks": len(times), "task_p50_ms": float(p50), "task_p95_ms": float(p95)}
-
-
-def resource_stats(rows: np.ndarray, elapsed: float) -> dict[str, Any]:
-    """Peak CPU %, peak RSS, mean/max live workers and worker-seconds from samples."""
-    if len(rows) == 0:
-        return {"peak_cpu_percent": None, "peak_rss_mb": None, "mean_workers": None,
-                "max_workers": None, "worker_seconds": None}
-    t, alive, cpu, rss = rows[:, 0], rows[:, 2], rows[:, 3], rows[:, 4]
-    ws = float(np.sum((alive[1:] + alive[:-1]) * np.diff(t)) / 2) if len(t) > 1 else 0.0
-    span = t[-1] - t[0]
-    return {"peak_cpu_percent": _finite(np.nanmax(cpu)) if np.isfinite(cpu).any() else None,
-            "peak_rss_mb": float(rss.max()), "max_workers": int(alive.max()),
-            "mean_workers": ws / span if span > 0 else float(alive.mean()),
-            "worker_seconds": ws}
-
-
-def timeline(rows: np.ndarray, done_times: np.ndarray, step: float = 0.25
-             ) -> dict[str, list]:
-    """Workers, CPU, RSS and files/s on a ``step``-second grid (kept small for JSON)."""
-    if len(rows) == 0:
-        return {"t": [], "workers": [], "alive": [], "cpu_percent": [], "rss_mb": [],
-                "files_per_s": []}
-    end = float(rows[-1, 0])
-    grid = np.arange(0.0, end + step, step)
-    idx = np.clip(np.searchsorted(rows[:, 0], grid, side="right") - 1, 0, len(rows) - 1)
-    counts = np.histogram(done_times, bins=np.append(grid, grid[-1] + step))[0]
-    r = rows[idx]
-    return {"t": [round(x, 3) for x in grid.tolist()],
-            "workers": r[:, 1].astype(int).tolist(), "alive": r[:, 2].astype(int).tolist(),
-            "cpu_percent": [None if not np.isfinite(c) else round(c, 1) for c in r[:, 3]],
-            "rss_mb": [round(x, 1) for x in r[:, 4].tolist()],
-            "files_per_s": (counts / step).round(1).tolist()}
-
-
-def direction_changes(sizes: Sequence[int]) -> int:
-    """How often a sequence of pool sizes reverses direction (up then down or back)."""
-    changes, last = 0, 0
-    for a, b in itertools.pairwise(sizes):
-        d = (b > a) - (b < a)
-        if d and last and d != last:
-            changes += 1
-        if d:
-            last = d
-    return changes
 
 
 def trace_stats(executor: Any, elapsed: float) -> dict[str, Any]:
@@ -522,38 +432,6 @@ def trace_stats(executor: Any, elapsed: float) -> dict[str, Any]:
             "direction_changes_per_min": direction_changes(sizes) / minutes
             if minutes > 0 else 0.0}
 
-
-def converge_time(done_times: np.ndarray, step_at: float, target: float, end: float,
-                  window: float = 0.5, grid: float = 0.05) -> float | None:
-    """Seconds from ``step_at`` to the end of the first ``window`` lying wholly after
-    the step whose throughput is >= ``target`` files/s; None if never before ``end``."""
-    if not np.isfinite(target) or target <= 0:
-        return None
-    ends = np.arange(step_at + window, end + 1e-9, grid)
-    if len(ends) == 0:
-        return None
-    t = np.sort(done_times)
-    counts = np.searchsorted(t, ends, side="right") - np.searchsorted(t, ends - window,
-                                                                      side="right")
-    hit = np.nonzero(counts / window >= target)[0]
-    return float(ends[hit[0]] - step_at) if len(hit) else None
-
-
-def steady_after(done_times: np.ndarray, start: float, end: float) -> float:
-    """Files/s completed in ``[start, end]`` (NaN if the interval is empty)."""
-    if end <= start:
-        return float("nan")
-    n = np.count_nonzero((done_times >= start) & (done_times <= end))
-    return n / (end - start)
-
-
-def describe(values: Sequence[float | None]) -> dict[str, Any]:
-    """Median, min, max and count of the finite values (None when there are none)."""
-    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
-    if len(v) == 0:
-        return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
-            "n": len(v)}
 
 
 # -- the whole benchmark -----------------------------------------------------------

@@ -17,14 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .bench import (
-    BenchConfig,
-    BenchProfile,
-    BenchSettings,
-    converge_time,
-    describe,
-    steady_after,
-)
+from .bench import BenchConfig, BenchProfile, BenchSettings
+from .bench_stats import converge_time, describe, steady_after
 
 SEED_CLAIM_PERCENT = 15.0  # the seed claimed 15-20 %; it holds if the gain is >= 15 %
 METRICS = ("files_per_s", "ms_per_file", "task_p50_ms", "task_p95_ms", "peak_cpu_percent",

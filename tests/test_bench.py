@@ -14,14 +14,17 @@ from adaptive_lab.bench import (
     BENCH_PROFILES,
     BenchSettings,
     build_configs,
+    resolve_policies,
+    resolve_profiles,
+)
+from adaptive_lab.bench_report import format_table, seed_claim, write_html
+from adaptive_lab.bench_stats import (
     converge_time,
     describe,
     direction_changes,
-    resolve_policies,
-    resolve_profiles,
+    resource_stats,
     steady_after,
 )
-from adaptive_lab.bench_report import format_table, seed_claim, write_html
 from adaptive_lab.cli import main
 
 
@@ -57,6 +60,28 @@ def test_steady_after_counts_the_interval() -> None:
     t = np.arange(0.0, 10.0, 0.1)  # 10 files/s
     assert abs(steady_after(t, 2.0, 7.0) - 10.0) < 0.5
     assert math.isnan(steady_after(t, 5.0, 4.0))
+
+
+def test_resource_stats_by_hand() -> None:
+    # t, size, alive, cumulative CPU s, RSS MiB; 1 CPU-second per second on 2 cores
+    rows = np.array([[0.0, 2, 2, 0.0, 10.0], [0.5, 4, 4, 0.5, 20.0],
+                     [1.0, 4, 4, 1.0, 15.0]])
+    st = resource_stats(rows, ncores=2)
+    assert st["peak_cpu_percent"] == pytest.approx(50.0)
+    assert st["worker_seconds"] == pytest.approx((2 + 4) / 2 * 0.5 + 4 * 0.5)
+    assert st["mean_workers"] == pytest.approx(3.5)
+    assert st["max_workers"] == 4 and st["peak_rss_mb"] == 20.0
+
+
+def test_quick_cancel_future_keeps_cancel_semantics() -> None:
+    from concurrent.futures import Future
+
+    from adaptive_lab.bench import _quick_cancel
+
+    pending, done = _quick_cancel(Future()), _quick_cancel(Future())
+    done.set_result(1)
+    assert pending.cancel() and pending.cancel() and pending.cancelled()
+    assert not done.cancel() and done.result() == 1
 
 
 def test_build_configs_has_baseline_default_sweep_seed_and_policies() -> None:

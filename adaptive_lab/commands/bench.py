@@ -45,9 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1,2,4,8,16,32,64,128,256,384; --quick 4,16,64,256)")
     parser.add_argument("--time-cap", type=float, default=None,
                         help="stop a run after this many seconds and report files/s over "
-                             "the files done (default 3; --quick 1.5)")
+                             "the files done (default 2; --quick 0.5)")
     parser.add_argument("--step-time-cap", type=float, default=None,
-                        help="time cap of the step profile's adaptive runs (default 7)")
+                        help="time cap of the step profile's adaptive runs (default 6; "
+                             "fixed pools stop 2 s after the step)")
     parser.add_argument("--step-at", type=float, default=None,
                         help="seconds into a step-profile run when the latency steps "
                              "(default 1)")
@@ -88,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
         repeat=pick(args.repeat, "repeat", 3),
         fixed_sizes=args.fixed_sizes or (QUICK_FIXED_SIZES if quick else DEFAULT_FIXED_SIZES),
         output=args.output, corpus=args.corpus,
-        time_cap=pick(args.time_cap, "time_cap", 3.0),
-        step_time_cap=pick(args.step_time_cap, "step_time_cap", 7.0),
+        time_cap=pick(args.time_cap, "time_cap", 2.0),
+        step_time_cap=pick(args.step_time_cap, "step_time_cap", 6.0),
         step_at=pick(args.step_at, "step_at", 1.0),
         seed=args.seed, quick=quick, references=not args.no_references,
     )
