@@ -30,16 +30,16 @@ def ob(t: float, n: int, x: float, r: float, q: int = 1000, busy: int | None = N
 
 # -- one decision from a fresh policy -------------------------------------------------
 # (observation, expected target, words the reason must contain); worked out by hand:
-# jump = max(ceil(n * growth), min(rate_guess * R, n * max_jump)), rate_guess 10,000/s.
+# jump = max(ceil(n * growth), min(rate_guess * R, n * max_jump)), rate_guess 20,000/s.
 FIRST = [
     (ob(0.1, 2, NAN, 0.02), 2, "hold"),                     # no rate yet
     (ob(0.1, 2, 100, 0.02, dt=NAN), 2, "hold"),             # no window length
-    (ob(0.1, 2, 100, 0.020), 200, "jump 2->200"),           # 10,000 x 20 ms = 200
-    (ob(0.1, 2, 1000, 0.005), 50, "jump 2->50"),            # 10,000 x 5 ms = 50
-    (ob(0.1, 2, 2000, 0.001), 10, "jump 2->10"),            # 10,000 x 1 ms = 10
-    (ob(0.1, 2, 30000, 6e-5), 2, "measuring"),              # fast tasks: jump 0.6 <
+    (ob(0.1, 2, 100, 0.020), 400, "jump 2->400"),           # 20,000 x 20 ms = 400
+    (ob(0.1, 2, 1000, 0.005), 100, "jump 2->100"),          # 20,000 x 5 ms = 100
+    (ob(0.1, 2, 2000, 0.001), 20, "jump 2->20"),            # 20,000 x 1 ms = 20
+    (ob(0.1, 2, 30000, 6e-5), 2, "measuring"),              # fast tasks: jump 1.2 <
                                                             # 2 x 4: measure 0.3 s
-    (ob(0.1, 2, 100, 1.0), 256, "jump 2->256"),             # 10,000 capped at 2 x 128
+    (ob(0.1, 2, 100, 1.0, hi=600), 512, "jump 2->512"),             # 20,000 capped at 2 x 256
     (ob(0.1, 2, 100, 0.02, hi=64), 64, "jump 2->64"),       # clamped to max_workers
     (ob(0.1, 2, 3, 0.02), 2, "measuring"),                  # 0.3 tasks < min_tasks 8
     (ob(0.1, 8, 0, NAN, q=0, busy=0), 8, "under-used"),     # idle, but not for 1 s yet
@@ -54,7 +54,7 @@ def test_first_decision(obs: Observation, target: int, words: str) -> None:
 
 
 def test_fast_tasks_measure_a_full_window_then_grow_by_growth() -> None:
-    # Little's law gives 10,000 x 60 us = 0.6 < n * growth**2 = 8: no big jump is
+    # Little's law gives 20,000 x 60 us = 1.2 < n * growth**2 = 8: no big jump is
     # certain, so the start waits for window 0.3 s of measurement; then x2.
     p = ThroughputSeekingPolicy()
     assert p(ob(0.1, 2, 30000, 6e-5)).target == 2
@@ -71,45 +71,48 @@ def run_table(policy: ThroughputSeekingPolicy, rows: list[tuple]) -> None:
 
 
 def test_climb_then_settle_between_the_last_two_sizes() -> None:
-    # 2 -> 200 (jump). At 200: the 0.2 window is a transient (settle 0.1 s after the
-    # change at 0.1), then 0.3 s at 9000/s: elasticity (9000/100 - 1)/(200/2 - 1)
-    # = 0.90 >= 0.2 -> x2 = 400. At 400: 9500/s, gain 1.056 (elasticity 0.056 < 0.2)
-    # but above noise 5 % -> settle at round(sqrt(200 * 400)) = 283.
+    # 2 -> 400 (jump: 20,000 x 20 ms). At 400: the 0.2 window is a transient (settle
+    # 0.1 s after the change at 0.1), then 0.3 s at 9000/s, 22 ms: elasticity
+    # (9000/100 - 1)/(400/2 - 1) = 0.447, Little (200 x 20/22 - 1)/199 = 0.909, mean
+    # 0.68 >= 0.2 -> x2 = 800, clamped to 512. At 512: 9500/s, 54 ms: elasticity
+    # (9500/9000 - 1)/(512/400 - 1) = 0.198, Little (1.28 x 22/54 - 1)/0.28 = -1.71,
+    # mean -0.76 < 0.2; the gain 1.056 is above noise 5 % -> settle at
+    # round(sqrt(400 x 512)) = 453.
     run_table(ThroughputSeekingPolicy(), [
-        (0.1, 2, 100, 0.02, 200, "jump"),
-        (0.2, 200, 99, 0.02, 200, "measuring"),
-        (0.3, 200, 9000, 0.022, 200, "measuring"),
-        (0.4, 200, 9000, 0.022, 200, "measuring"),
-        (0.5, 200, 9000, 0.022, 400, "climb x2"),
-        (0.6, 400, 100, 0.04, 400, "measuring"),
-        (0.7, 400, 9500, 0.042, 400, "measuring"),
-        (0.8, 400, 9500, 0.042, 400, "measuring"),
-        (0.9, 400, 9500, 0.042, 283, "knee between 200 and 400"),
+        (0.1, 2, 100, 0.02, 400, "jump"),
+        (0.2, 400, 99, 0.02, 400, "measuring"),
+        (0.3, 400, 9000, 0.022, 400, "measuring"),
+        (0.4, 400, 9000, 0.022, 400, "measuring"),
+        (0.5, 400, 9000, 0.022, 512, "climb x2"),
+        (0.6, 512, 100, 0.04, 512, "measuring"),
+        (0.7, 512, 9500, 0.054, 512, "measuring"),
+        (0.8, 512, 9500, 0.054, 512, "measuring"),
+        (0.9, 512, 9500, 0.054, 453, "knee between 400 and 512"),
     ])
 
 
 def test_past_the_knee_goes_back_and_an_implausible_drop_is_measured_twice() -> None:
     p = ThroughputSeekingPolicy()
-    # Hand-computed: from 2 (2000/s) to 10: 1500/s is a 25 % drop (< 35 %, plausible):
+    # By hand: 2 (2000/s) -> 20: 1500/s is a 25 % drop (not beyond change 25 %: plausible):
     # past the knee -> back to 2.
     run_table(p, [
-        (0.1, 2, 2000, 0.001, 10, "jump 2->10"),
-        (0.2, 10, 0, 0.001, 10, "measuring"),
-        (0.3, 10, 1500, 0.007, 10, "measuring"),
-        (0.4, 10, 1500, 0.007, 10, "measuring"),
-        (0.5, 10, 1500, 0.007, 2, "past the knee"),
+        (0.1, 2, 2000, 0.001, 20, "jump 2->20"),
+        (0.2, 20, 0, 0.001, 20, "measuring"),
+        (0.3, 20, 1500, 0.007, 20, "measuring"),
+        (0.4, 20, 1500, 0.007, 20, "measuring"),
+        (0.5, 20, 1500, 0.007, 2, "past the knee"),
     ])
-    # From 2 to 10, 1000/s is a 50 % drop (> change 35 %): measured once more first.
+    # From 2 to 20, 1000/s is a 50 % drop (> change 25 %): measured once more first.
     p = ThroughputSeekingPolicy()
     run_table(p, [
-        (0.1, 2, 2000, 0.001, 10, "jump 2->10"),
-        (0.2, 10, 0, 0.001, 10, "measuring"),
-        (0.3, 10, 1000, 0.01, 10, "measuring"),
-        (0.4, 10, 1000, 0.01, 10, "measuring"),
-        (0.5, 10, 1000, 0.01, 10, "re-measure 10"),
-        (0.6, 10, 1900, 0.005, 10, "measuring"),
-        (0.7, 10, 1900, 0.005, 10, "measuring"),
-        (0.8, 10, 1900, 0.005, 2, "past the knee"),   # 1900 < 2000
+        (0.1, 2, 2000, 0.001, 20, "jump 2->20"),
+        (0.2, 20, 0, 0.001, 20, "measuring"),
+        (0.3, 20, 1000, 0.01, 20, "measuring"),
+        (0.4, 20, 1000, 0.01, 20, "measuring"),
+        (0.5, 20, 1000, 0.01, 20, "re-measure 20"),
+        (0.6, 20, 1900, 0.005, 20, "measuring"),
+        (0.7, 20, 1900, 0.005, 20, "measuring"),
+        (0.8, 20, 1900, 0.005, 2, "past the knee"),   # 1900 < 2000
     ])
 
 
@@ -126,8 +129,8 @@ def test_idle_pool_shrinks_after_idle_wait_to_headroom_times_busy() -> None:
 
 def test_regime_change_at_home_jumps_by_littles_law() -> None:
     # Settled at 24 with 13,000/s at 1.8 ms; the latency becomes 20 ms and throughput
-    # 1,200/s twice: a drop beyond 35 % with latency up -> jump to max(rate_guess, best seen)
-    # x R = 13,000 x 0.02 = 260.
+    # 1,200/s twice: a drop beyond 25 % with latency up 11x -> jump to
+    # max(rate_guess, best seen) x R = 20,000 x 0.02 = 400.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
     p._mode, p._home, p._capacity = "home", 24, 13000.0
     p._next_probe = 100.0
@@ -136,7 +139,7 @@ def test_regime_change_at_home_jumps_by_littles_law() -> None:
     d = p(ob(0.2, 24, 1200, 0.020))
     assert d.target == 24 and "confirming" in d.reason  # one window may be a stall
     d = p(ob(0.3, 24, 1200, 0.020))
-    assert d.target == 260 and "regime change" in d.reason
+    assert d.target == 400 and "regime change" in d.reason
 
 
 def test_probe_cycle_up_down_descend() -> None:

@@ -34,7 +34,7 @@ Sources: Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 
 ``distributed/deploy/adaptive_core.py`` (scale down after consecutive
 recommendations). Defaults: growth 2, min_gain 0.2, probe_step 1.25, probe every
 1-8 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
-change 0.25, rate_guess 10,000 tasks/s, max_jump 128, idle_util 0.5 for 1 s,
+change 0.25, rate_guess 20,000 tasks/s, max_jump 256, idle_util 0.5 for 1 s,
 headroom 1.5, decisions every 0.1 s.
 
 The state is driven only by the observations (``t``, ``dt``, counts), never by the
@@ -149,9 +149,10 @@ class ThroughputSeekingPolicy(Policy):
               "shrink only if latency fell at least (1 - this) x as fast as the workers"),
         Param("change", 0.25, 0.05, 0.95, 0.05,
               "relative throughput drop at the home size that signals a new regime"),
-        Param("rate_guess", 10_000.0, 1.0, 1e7, 100.0,
-              "assumed peak tasks/s for the first Little's-law jump (Python: ~5-7 k/core)"),
-        Param("max_jump", 128.0, 1.0, 4096.0, 1.0,
+        Param("rate_guess", 20_000.0, 1.0, 1e7, 100.0,
+              "assumed peak tasks/s for the first Little's-law jump (biased high: "
+              "overshooting the knee costs less than a climb step)"),
+        Param("max_jump", 256.0, 1.0, 4096.0, 1.0,
               "largest factor a single Little's-law jump may multiply the size by"),
         Param("idle_util", 0.5, 0.0, 1.0, 0.05,
               "utilisation X*R/n below which a pool with an empty queue is oversized"),
@@ -396,7 +397,7 @@ class ThroughputSeekingPolicy(Policy):
         floor = ref * (1.0 - self.shrink_tolerance)
         eta = _little_elasticity(p.n, p.r, self._home, self._rh)
         if p.x >= floor and not eta > self.shrink_elasticity:
-            self._xref, self._home, self._mode = ref, p.n, "descend"
+            self._xref, self._home, self._mode = max(ref, p.x), p.n, "descend"
             self._rprev = p.r
             self._period = self.probe_min
             nxt = self._down(p.n, self.growth, obs)
@@ -414,6 +415,7 @@ class ThroughputSeekingPolicy(Policy):
         eta = _little_elasticity(p.n, p.r, self._home, self._rprev)
         if p.x >= floor and not eta > self.shrink_elasticity:
             self._home, self._rprev = p.n, p.r
+            self._xref = max(self._xref, p.x)  # later steps must keep the best seen
             nxt = self._down(p.n, self.growth, obs)
             if nxt < p.n:
                 return self._go(obs, nxt, f"descend {p.n}->{nxt}: {p.x:.0f}/s >= "
