@@ -242,8 +242,13 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """A JupyterLab server on a temporary copy of the notebooks, killed at the end."""
+def lab_server(
+    chromium_path: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LabServer]:
+    """A JupyterLab server on a temporary copy of the notebooks, killed at the end.
+
+    Chromium is launched while the server boots (the two take seconds each).
+    """
     tmp = tmp_path_factory.mktemp("lab")
     root = _copy_notebooks(tmp)
     settings_dir = tmp / "lab-settings"
@@ -281,6 +286,8 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         try:
+            if _attempt == 0:
+                request.getfixturevalue("chromium_browser")
             ready = _wait_ready(proc, url, token, log_path)
         except BaseException:
             kill_tree([*descendants(proc.pid), proc.pid])
@@ -333,7 +340,7 @@ def chromium_browser(chromium_path: str) -> Iterator[Any]:
 def lab_page(chromium_browser: Any, lab_server: LabServer) -> Iterator[Any]:
     """A fresh browser context and page at 1400x1000; kernels are shut down after."""
     context = chromium_browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(60_000)
     page = context.new_page()
     page.console_errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda err: page.console_errors.append(f"pageerror: {err}"))
