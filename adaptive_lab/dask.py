@@ -20,6 +20,7 @@ request. :func:`scan_on_dask` runs the scanner on a cluster through
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ from distributed import Client
 from distributed.deploy.adaptive import Adaptive
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.protocol import pickle as dask_pickle
+from tornado.ioloop import PeriodicCallback
 
 from .clock import Clock, SystemClock
 from .controller import _latency
@@ -161,6 +163,18 @@ def observation_from_snapshot(snap: dict[str, Any], *, t: float, workers: int, d
     )
 
 
+class _Window:
+    """Where a measurement window starts: time, tasks finished, completed counter
+    (``None`` until the first snapshot: the cluster's history is not this run's)."""
+
+    __slots__ = ("finished", "seen", "t")
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.finished: int | None = None
+        self.seen: int | None = None
+
+
 def _make_recorder(record: Any) -> Recorder | None:
     if record is None or record is False:
         return None
@@ -199,6 +213,7 @@ class PolicyAdaptive(Adaptive):
 
     state = "inactive"  # so __del__ -> stop() is safe if __init__ raised early
     recorder: Recorder | None = None
+    _sampler: PeriodicCallback | None = None
 
     def __init__(self, cluster: Any = None, interval: Any = None, minimum: int | None = None,
                  maximum: int | float | None = None, wait_count: int | None = None,
@@ -218,9 +233,11 @@ class PolicyAdaptive(Adaptive):
         self._t0 = self.clock.now()
         self._ready = False  # the periodic callback may fire before __init__ ends
         self._registered = False
-        self._last_t = 0.0
-        self._last_finished: int | None = None  # unknown until the first snapshot
-        self._seen_durations: int | None = None
+        self._sample_win = _Window()  # samples: every decision, and while Dask waits
+        self._decision_win = _Window()  # observations given to the policy
+        self._lock: asyncio.Lock | None = None  # one scheduler read at a time
+        self._last_target: int | None = None
+        self._last_decision_t = -math.inf
         self.last_observation: Observation | None = None
         self.last_decision: Decision | None = None
         self.last_snapshot: dict[str, Any] | None = None
@@ -238,6 +255,8 @@ class PolicyAdaptive(Adaptive):
                           "wait_count": self.wait_count,
                           "target_duration": self.target_duration},
             )
+        if self.periodic_callback is not None:  # Dask adapts on its loop: so do we
+            self._sampler = PeriodicCallback(self._sample_tick, self.interval * 1000)
         self._ready = True
 
     # -- time and bounds ----------------------------------------------------------
@@ -250,16 +269,21 @@ class PolicyAdaptive(Adaptive):
         return sys.maxsize if math.isinf(self.maximum) else int(self.maximum)
 
     # -- talking to the scheduler ------------------------------------------------
-    async def snapshot(self) -> dict[str, Any]:
-        """Ask the scheduler for its load (registering :class:`TaskCounter` once)."""
+    def _start(self) -> None:
+        super()._start()
+        if self.state == "running" and self._sampler is not None:
+            self._sampler.start()
+
+    async def snapshot(self, since: int | None = None) -> dict[str, Any]:
+        """Ask the scheduler for its load (registering :class:`TaskCounter` once);
+        ``durations`` lists compute times of tasks finished after the ``since``-th."""
         if not self._registered:
             await self.scheduler.register_scheduler_plugin(
                 plugin=dask_pickle.dumps(TaskCounter()), name=PLUGIN_NAME, idempotent=True)
             self._registered = True
         try:
-            # the first time, no durations: those tasks finished before we started
-            since = sys.maxsize if self._seen_durations is None else self._seen_durations
-            return await getattr(self.scheduler, _HANDLER)(since=since)
+            return await getattr(self.scheduler, _HANDLER)(
+                since=sys.maxsize if since is None else since)
         except Exception:
             self._registered = False  # e.g. a restarted scheduler: register again
             raise
@@ -272,6 +296,49 @@ class PolicyAdaptive(Adaptive):
             self.recorder.event({"t": round(t, 6), "type": "error", "where": where,
                                  "message": f"{type(exc).__name__}: {exc}"})
 
+    # -- observing ------------------------------------------------------------------
+    def _window_obs(self, snap: dict[str, Any], win: _Window, t: float,
+                    planned: int) -> Observation:
+        """The observation of ``win`` up to ``snap``; then start the next window."""
+        completed = int(snap["completed"])
+        new = 0 if win.seen is None else max(0, completed - win.seen)
+        durations = snap["durations"][len(snap["durations"]) - new:] if new else []
+        obs = observation_from_snapshot(
+            {**snap, "durations": durations}, t=t, workers=planned, dt=t - win.t,
+            prev_finished=win.finished, min_workers=self.minimum, max_workers=self._max_int)
+        win.t, win.finished, win.seen = t, obs.completed + obs.failed, completed
+        return obs
+
+    async def _read(self, decide: bool
+                    ) -> tuple[dict[str, Any], Observation, Observation | None] | None:
+        """One scheduler snapshot as (snapshot, sample observation, decision
+        observation or None); None if the scheduler could not be read."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            seen = [w.seen for w in (self._sample_win, self._decision_win) if w.seen is not None]
+            try:
+                snap = await self.snapshot(min(seen) if seen else None)
+            except Exception as exc:
+                self._error(self.now(), "scheduler snapshot", exc)
+                return None
+            t, planned = self.now(), len(self.plan)
+            sample = self._window_obs(snap, self._sample_win, t, planned)
+            decision = self._window_obs(snap, self._decision_win, t, planned) if decide else None
+            return snap, sample, decision
+
+    async def _sample_tick(self) -> None:
+        """Sample while a decision is stuck (Dask awaits the cluster while requested
+        workers start), so the trace has no hole exactly when the cluster scales."""
+        if not self._ready or self.state == "stopped" or self.recorder is None:
+            return
+        if self.now() - self._last_decision_t < 1.5 * self.interval:
+            return
+        read = await self._read(decide=False)
+        if read is not None:
+            snap, obs, _ = read
+            self._record_sample(obs, snap, self._last_target)
+
     # -- the Adaptive hooks ------------------------------------------------------
     async def target(self) -> int:
         """Observe the scheduler, ask the policy, return its clamped target.
@@ -282,20 +349,12 @@ class PolicyAdaptive(Adaptive):
         planned = len(self.plan)
         if not self._ready:
             return planned
-        t = self.now()
-        try:
-            snap = await self.snapshot()
-        except Exception as exc:
-            self._error(t, "scheduler snapshot", exc)
+        read = await self._read(decide=True)
+        if read is None:
             return planned
-        t = self.now()
-        dt = t - self._last_t
-        obs = observation_from_snapshot(snap, t=t, workers=planned, dt=dt,
-                                        prev_finished=self._last_finished,
-                                        min_workers=self.minimum, max_workers=self._max_int)
-        self._last_t = t
-        self._last_finished = obs.completed + obs.failed
-        self._seen_durations = int(snap["completed"])
+        snap, sample, obs = read
+        assert obs is not None
+        self._last_decision_t = obs.t
         self.last_snapshot, self.last_observation = snap, obs
         try:
             d = self.policy(obs)
@@ -303,16 +362,18 @@ class PolicyAdaptive(Adaptive):
                 raise TypeError(f"policy returned {d!r}, not a Decision")
             target = clamp_target(d.target, self.minimum, self._max_int)
         except Exception as exc:
-            self._error(t, "policy", exc)
-            target, d = planned, None
+            self._error(obs.t, "policy", exc)
+            target = obs.workers
         else:
             reason = d.reason if target == d.target else (
                 f"{d.reason} (clamped to [{self.minimum}, {self.maximum}])")
             self.last_decision = Decision(target, reason)
-        self._record_sample(obs, snap, target)
+        self._last_target = target
+        self._record_sample(sample, snap, target)
         return target
 
-    def _record_sample(self, obs: Observation, snap: dict[str, Any], target: int) -> None:
+    def _record_sample(self, obs: Observation, snap: dict[str, Any],
+                       target: int | None) -> None:
         if self.recorder is None:
             return
         self.recorder.sample({
@@ -361,6 +422,8 @@ class PolicyAdaptive(Adaptive):
     def stop(self, reason: str = "unknown") -> None:
         """Stop adapting and close the trace file (the in-memory trace stays)."""
         super().stop(reason=reason)
+        if self._sampler is not None:
+            self._sampler.stop()
         rec = self.recorder
         if rec is not None and not rec.closed:
             rec.close()

@@ -131,6 +131,29 @@ class StubCluster:
         self.names -= set(workers)
 
 
+class SlowStartCluster(StubCluster):
+    """Requested workers arrive only when ``arrive`` is set; meanwhile Dask's
+    ``recommendations`` awaits the cluster, as with real worker processes."""
+
+    def __init__(self, n, snaps):
+        super().__init__(n, snaps)
+        self.arrive = asyncio.Event()
+        self.pending: set[str] = set()
+
+    plan = property(lambda self: self.names | self.pending)
+    requested = property(lambda self: self.names)
+
+    def scale(self, n):
+        self.pending = {f"w{i}" for i in range(len(self.names), n)}
+
+    def __await__(self):
+        async def arrived():
+            await self.arrive.wait()
+            self.names |= self.pending
+            self.pending = set()
+        return arrived().__await__()
+
+
 class Need(Policy):
     """Test policy: one worker per running or waiting task."""
 
@@ -175,6 +198,34 @@ def test_stub_cluster_keeps_dask_debounce_and_fake_time(tmp_path):
     assert tr.header["policy"]["name"] == "need"
     assert tr.header["workload"]["backend"] == "dask"
     assert cluster.scheduler_comm.registered == 1
+
+
+def test_samples_continue_while_dask_waits_for_workers():
+    load = snap(workers=1, processing=1, busy_workers=1, queued=3)
+    cluster = SlowStartCluster(1, [load] * 6)
+    clock = FakeClock()
+    ad = PolicyAdaptive(cluster, interval=0, minimum=1, maximum=4, wait_count=2,
+                        policy=Need(), record=True, clock=clock)
+    ad.interval = 1.0  # as if running every second (interval=0 keeps Dask's loop off)
+
+    async def run():
+        clock.advance(1.0)
+        await ad.adapt()  # decide 4: scale_up requests 3 workers that are slow to start
+        assert len(cluster.plan) == 4 and len(cluster.requested) == 1
+        clock.advance(1.0)
+        blocked = asyncio.create_task(ad.adapt())  # awaits the cluster
+        await asyncio.sleep(0.01)
+        for _ in range(3):
+            clock.advance(1.0)
+            await ad._sample_tick()  # decisions stuck: the sampler fills in
+        cluster.arrive.set()
+        await asyncio.wait_for(blocked, 5)
+
+    asyncio.run(run())
+    tr = ad.trace()
+    assert [s["t"] for s in tr.samples] == [1.0, 2.0, 4.0, 5.0]  # 3.0: < 1.5 intervals
+    assert [s["target"] for s in tr.samples] == [4, 4, 4, 4]
+    assert len(cluster.names) == 4
 
 
 class Broken(Policy):
