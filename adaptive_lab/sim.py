@@ -1,189 +1,329 @@
-"""Replay and simulation: the public entry points, and live recording of workloads.
+"""Closed-loop simulation, live recording of scans, and the replay entry points.
 
-* :func:`~adaptive_lab.replay.replay` (open loop) and
-  :func:`~adaptive_lab.replay.simulate` (closed loop, through the real controller),
+* :func:`simulate` (closed loop): a policy against a fitted workload model on
+  simulated time, through the real :class:`~adaptive_lab.controller.Controller`, with
+  a :class:`SimulatedPool` in place of the executor;
+* re-exported: :func:`~adaptive_lab.replay.replay` (open loop),
 * :class:`~adaptive_lab.model.WorkloadModel` (fitted from a trace),
 * :func:`~adaptive_lab.sweep.sweep` (parameter grids, Pareto front),
-* :func:`record_live`: run a small real workload on a live
-  :class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` and return its trace. Used
-  by ``adaptive-lab validate-sim`` and ``scripts/record_data.py`` (``data/*.jsonl``).
-
-Live workloads (real threads, real files, real ``time.sleep``): each task reads one
-file of a small corpus (made once in a directory, then warm in the page cache) in
-64 KiB chunks and hashes it with sha256, after sleeping ``latency`` seconds if the
-profile says so. A submitting thread keeps at most ``window`` tasks queued or
-running (backpressure, as the scanner does), so the queue a policy sees is real.
+* :func:`record_scan`: run the real scanner over a warm corpus on a live
+  :class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` under a policy and return
+  the trace. Used by ``adaptive-lab validate-sim`` and ``scripts/record_data.py``
+  (``data/*.jsonl``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import random
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .clock import FakeClock
+from .controller import Controller
+from .metrics import SystemSample
 from .model import Segment, WorkloadModel
 from .policies.base import Policy
-from .replay import SimulatedMetrics, SimulatedPool, replay, simulate
-from .sweep import SweepResult, sweep
-from .trace import Trace
+from .replay import replay
+from .trace import Recorder, Trace
 
-__all__ = ["PROFILES", "LiveProfile", "Segment", "SimulatedMetrics", "SimulatedPool",
-           "SweepResult", "WorkloadModel", "make_files", "record_live", "record_scan", "replay",
-           "simulate", "sweep"]
+__all__ = ["Segment", "SimClock", "SimulatedMetrics", "SimulatedPool", "SweepResult",
+           "WorkloadModel", "describe_model", "record_scan", "replay", "simulate", "sweep"]
 
 
-@dataclass(frozen=True)
-class LiveProfile:
-    """A synthetic live workload: phases of (tasks fraction, sleep seconds, file size).
+class SimulatedStats:
+    """What :meth:`SimulatedPool.stats` returns (the fields a controller reads)."""
 
-    ``phases`` is a tuple of ``(fraction_of_tasks, latency_s, file_kib, name)``; a
-    ``phase`` event is recorded at each change. ``mix`` > 0 makes each task pick the
-    second phase's shape with that probability instead (a mixed workload, one phase).
+    __slots__ = ("alive", "busy", "completed", "failed", "idle", "max_workers",
+                 "min_workers", "queued", "size", "submitted", "task_times")
+
+    def __init__(self, size: int, busy: int, queued: int, submitted: int, completed: int,
+                 min_workers: int, max_workers: int) -> None:
+        self.size = self.alive = size
+        self.busy = busy
+        self.idle = size - busy
+        self.queued = queued
+        self.submitted = submitted
+        self.completed = completed
+        self.failed = 0
+        self.task_times = ()
+        self.min_workers = min_workers
+        self.max_workers = max_workers
+
+
+class SimClock(FakeClock):
+    """A :class:`FakeClock` for single-threaded simulation: no lock, no waking."""
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        self._now += seconds
+        return self._now
+
+
+class SimulatedPool:
+    """A pool on simulated time whose tasks follow a :class:`WorkloadModel`.
+
+    A fluid model: over each step, ``k = min(size, tasks in the pool)`` workers are
+    busy and tasks complete at the model's throughput at ``k``. Backlogged segments
+    keep up to ``model.window`` tasks queued or running; arrival-limited ones offer
+    tasks at their ``arrival_rate``. Counters are whole tasks (the fluid remainder is
+    carried). Implements ``stats()``, ``resize(n, reason)`` and
+    ``recent_task_times(n)``, which returns up to 16 representative task times (the
+    quantiles of a log-normal with the segment's spread around the model latency),
+    so the controller's mean/p50/p95 are right without a list per task.
     """
 
-    name: str
-    phases: tuple[tuple[float, float, int, str], ...]
-    mix: float = 0.0
-    description: str = ""
+    def __init__(self, model: WorkloadModel, size: int, *, tasks: int | None = None,
+                 min_workers: int = 1, max_workers: int = 4096, noise: float = 0.0,
+                 seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        self.model = model
+        self.size = int(size)
+        self.min_workers, self.max_workers = int(min_workers), int(max_workers)
+        total = model.total_tasks
+        scale = 1.0 if tasks is None or total == 0 else tasks / total
+        self._seg_tasks = [s.tasks * scale for s in model.segments]
+        self.total = float(sum(self._seg_tasks)) if tasks is None else float(tasks)
+        self.seg = 0
+        self.done = 0.0  # fluid completions
+        self.t = 0.0
+        self.busy_f = 0.0
+        self.cpu_seconds = 0.0
+        self.finished_at: float | None = None if self.total > 0 else 0.0
+        self._noise = float(noise)
+        self._rng = np.random.default_rng(seed)
+        self._q = self._quantiles()
+        self._times_key: tuple[int, float] | None = None
+        self._times: list[float] = []
+        self._start_segment()
+
+    # -- pool protocol ------------------------------------------------------------
+    def resize(self, n: int, reason: str = "") -> int:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        old, self.size = self.size, int(n)
+        return old
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        done = int(self.done + 1e-6)
+        in_pool = max(0.0, min(self._seg_released - self._seg_done, float(self.model.window)))
+        busy = round(min(self.size, in_pool))
+        submitted = max(done, int(self.done + in_pool + 1e-6))
+        queued = max(0, submitted - done - busy)
+        return done, busy, queued, submitted
+
+    def stats(self) -> SimulatedStats:
+        done, busy, queued, submitted = self._counts()
+        return SimulatedStats(self.size, busy, queued, submitted, done, self.min_workers,
+                              self.max_workers)
+
+    def recent_task_times(self, n: int) -> list[float]:
+        if n <= 0:
+            return []
+        seg = min(self.seg, len(self._q) - 1)
+        key = (seg, self.busy_f)
+        if key == self._times_key and n >= 16:
+            return self._times
+        lat = self.model.latency(max(1.0, self.busy_f), seg)
+        q = self._q[seg]
+        if n >= len(q):
+            self._times_key, self._times = key, [lat * v for v in q]
+            return self._times
+        step = len(q) / n
+        return [lat * q[int(i * step + step / 2)] for i in range(n)]
+
+    def _quantiles(self) -> list[list[float]]:
+        from statistics import NormalDist
+
+        probs = (np.arange(16) + 0.5) / 16
+        z = np.array([NormalDist().inv_cdf(float(p)) for p in probs])
+        out = []
+        for s in self.model.segments:
+            m = np.exp(s.sigma * z)
+            out.append((m / m.mean()).tolist())
+        return out
+
+    # -- time ---------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def _start_segment(self) -> None:
+        """Backlogged segments release all their tasks at once."""
+        self._seg_done = 0.0
+        self._seg_released = 0.0
+        if self.model.segments[self.seg].arrival_rate is None:
+            self._seg_released = self._seg_tasks[self.seg]
+
+    def advance(self, dt: float) -> None:
+        """Run the model for ``dt`` simulated seconds."""
+        if dt < 0:
+            raise ValueError(f"dt must be >= 0, got {dt}")
+        factor = 1.0
+        if self._noise > 0:
+            factor = max(0.0, 1.0 + self._noise * float(self._rng.standard_normal()))
+        model, window = self.model, float(self.model.window)
+        left = dt
+        while left > 1e-12 and self.finished_at is None:
+            seg = model.segments[self.seg]
+            seg_total = self._seg_tasks[self.seg]
+            if seg_total - self._seg_done <= 1e-6:
+                if self.seg + 1 >= len(self._seg_tasks):
+                    self.done = self.total
+                    self.finished_at = self.t
+                    break
+                self.seg += 1
+                self._start_segment()
+                continue
+            in_sys = self._seg_released - self._seg_done
+            r = seg.arrival_rate
+            unrel = seg_total - self._seg_released
+            if r is None or unrel <= 1e-9 or r <= 0:
+                if r is not None and r <= 0 and unrel > 1e-9:  # a pause
+                    self.busy_f = 0.0
+                    self.t += left
+                    left = 0.0
+                    break
+                k = min(float(self.size), in_sys, window)
+                x = model.throughput(k, self.seg) * factor
+                if x <= 0:
+                    break
+                h = min(left, in_sys / x)
+                got = x * h
+                add = 0.0
+            else:  # arrival-limited: tasks arrive at r until the segment's are all in
+                h = min(left, unrel / r)
+                add = r * h
+                kcap = min(float(self.size), window)
+                cap = model.throughput(kcap, self.seg) * factor
+                got = min(in_sys + add, cap * h)
+                if got < cap * h:  # under capacity: busy by Little's law
+                    rate = got / h if h > 0 else 0.0
+                    k = min(kcap, rate * model.latency(min(kcap, rate * seg.latency_1),
+                                                       self.seg))
+                else:
+                    k = kcap
+            self._seg_released += add
+            self._seg_done += got
+            self.done += got
+            self.cpu_seconds += got * seg.cpu_s
+            self.busy_f = k
+            left -= h
+            self.t += h
+        if left > 1e-12:
+            self.t += left
+            if self.finished_at is not None:
+                self.busy_f = 0.0
 
 
-PROFILES: dict[str, LiveProfile] = {
-    "local": LiveProfile("local", ((1.0, 0.0, 64, "read+sha256 64 KiB"),),
-                         description="warm page cache: read + sha256 of 64 KiB files"),
-    "latency": LiveProfile("latency", ((1.0, 0.005, 4, "sleep 5 ms + 4 KiB"),),
-                           description="latency-bound: sleep 5 ms, then read + hash 4 KiB"),
-    "step": LiveProfile("step", ((0.5, 0.002, 4, "latency 2 ms"),
-                                 (0.5, 0.010, 4, "latency 10 ms")),
-                        description="latency steps from 2 ms to 10 ms half way through"),
-    "mixed": LiveProfile("mixed", ((1.0, 0.0, 64, "cpu"), (0.0, 0.005, 4, "latency")),
-                         mix=0.5,
-                         description="each task at random: read+sha256 64 KiB, or sleep 5 ms "
-                         "+ 4 KiB"),
-}
+class SimulatedMetrics:
+    """Machine readings for a :class:`SimulatedPool`: process CPU from the model
+    (CPU-seconds used in the last step), system CPU = that + the recorded background,
+    memory as recorded in the current segment."""
+
+    def __init__(self, pool: SimulatedPool) -> None:
+        self.pool = pool
+        self._t = pool.t
+        self._cpu = pool.cpu_seconds
+
+    def read(self) -> SystemSample:
+        p = self.pool
+        dt = p.t - self._t
+        used = p.cpu_seconds - self._cpu
+        self._t, self._cpu = p.t, p.cpu_seconds
+        cores = max(1, p.model.cores)
+        pct = min(100.0, 100.0 * used / (dt * cores)) if dt > 0 else 0.0
+        s = p.model.segments[min(p.seg, len(p.model.segments) - 1)]
+        return SystemSample(cpu_percent=min(100.0, pct + s.background_cpu),
+                            memory_percent=s.memory_percent, available_mb=s.available_mb,
+                            process_cpu_percent=pct, rss_mb=s.rss_mb)
 
 
-def profile(name: str) -> LiveProfile:
-    """The live profile called ``name``; ValueError lists the known ones."""
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}") from None
-
-
-def make_files(directory: str | os.PathLike, sizes_kib: tuple[int, ...] = (4, 64),
-               count: int = 64, seed: int = 0) -> dict[int, list[Path]]:
-    """Create (once) ``count`` files of each size in ``directory``; returns paths by size."""
-    rng = random.Random(seed)
-    root = Path(directory)
-    out: dict[int, list[Path]] = {}
-    for kib in sizes_kib:
-        d = root / f"{kib}k"
-        d.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i in range(count):
-            p = d / f"f{i:04d}.bin"
-            if not p.exists() or p.stat().st_size != kib * 1024:
-                p.write_bytes(rng.randbytes(kib * 1024))
-            paths.append(p)
-        out[kib] = paths
-    return out
-
-
-def _task(path: Path, latency: float) -> str:
-    if latency > 0:
-        time.sleep(latency)
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(1 << 16):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def record_live(prof: str | LiveProfile, policy: Policy, *, tasks: int = 20_000,
-                corpus: str | os.PathLike | None = None, min_workers: int = 2,
-                max_workers: int = 64, initial_workers: int | None = None,
-                interval: float = 1.0, sample_period: float = 0.25, window: int = 48,
-                seed: int = 0, path: str | os.PathLike | None = None,
-                on_progress: Callable[[int], object] | None = None) -> Trace:
-    """Run ``tasks`` tasks of a live profile under ``policy`` and return the trace.
+def simulate(model: WorkloadModel | Trace, policy: Policy, *, duration: float | None = None,
+             tasks: int | None = None, interval: float | None = None,
+             sample_period: float | None = None, min_workers: int | None = None,
+             max_workers: int | None = None, initial_workers: int | None = None,
+             seed: int = 0, noise: float = 0.0, max_duration: float | None = None) -> Trace:
+    """Closed-loop simulation of ``policy`` on ``model``, through the real Controller.
 
     Parameters
     ----------
-    prof
-        A :data:`PROFILES` name or a :class:`LiveProfile`.
+    model
+        A :class:`WorkloadModel` (a :class:`Trace` is fitted first).
     policy
-        The scaling policy (a fresh copy is used).
-    corpus
-        Directory for the files (default: a temp directory, reused between runs).
-    window
-        Most tasks queued or running at once (the submitter's backpressure).
-    path
-        Also write the trace there as it is recorded.
+        Any policy; a fresh copy (``with_params()``) is used.
+    duration
+        Stop after this many simulated seconds (default: when all tasks are done).
+    tasks
+        Total tasks (default: the model's, i.e. the source run's).
+    interval, sample_period, min_workers, max_workers, initial_workers
+        Controller settings; defaults from the model's source trace (header
+        ``interval``, ``sample_period``, ``bounds``), else 1 s / 0.5 s / 1 / 4096;
+        the initial size defaults to ``min_workers``, as a live pool with a policy.
+    seed, noise
+        ``noise`` is the relative standard deviation of each step's throughput
+        (default 0: deterministic fluid); ``seed`` seeds it.
+    max_duration
+        Safety stop when a policy never finishes the work (default 20x the source
+        run's duration, at least 600 s).
+
+    Returns a live-format :class:`Trace`; header ``simulated: true``, ``model`` (the
+    model's dict) and ``makespan_s`` (simulated seconds until the last task ended,
+    None if unfinished).
     """
-    from .pool import AdaptiveThreadPoolExecutor
-
-    p = profile(prof) if isinstance(prof, str) else prof
-    if tasks < 1:
-        raise ValueError(f"tasks must be >= 1, got {tasks}")
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    corpus = Path(corpus) if corpus is not None else Path(
-        os.environ.get("TMPDIR", "/tmp")) / "adaptive-lab-sim-corpus"
-    files = make_files(corpus, tuple(sorted({ph[2] for ph in p.phases})))
-    for paths in files.values():  # warm the page cache
-        for f in paths:
-            f.read_bytes()
-    rng = random.Random(seed)
-    plan: list[tuple[int, float, int, str]] = []  # (first task index, latency, kib, name)
-    start = 0
-    for frac, lat, kib, name in p.phases:
-        plan.append((start, lat, kib, name))
-        start += round(frac * tasks)
-    from .trace import Recorder
-
-    rec = Recorder(path)
-    workload = {"profile": p.name, "description": p.description, "tasks": tasks,
-                "window": window, "phases": [list(ph) for ph in p.phases], "mix": p.mix,
-                "driver": "adaptive_lab.sim.record_live", "seed": seed}
-    slots = threading.BoundedSemaphore(window)
-    pool = AdaptiveThreadPoolExecutor(
-        max_workers, min_workers=min_workers, policy=policy.with_params(),
-        interval=interval, sample_period=sample_period,
-        initial_workers=initial_workers or min_workers, record=rec, workload=workload)
-    ctl = pool.controller
-    assert ctl is not None
-
-    def release(_f: object) -> None:
-        slots.release()
-
-    try:
-        phase_i = -1
-        for i in range(tasks):
-            while phase_i + 1 < len(plan) and plan[phase_i + 1][0] <= i:
-                phase_i += 1
-                ctl.phase(plan[phase_i][3], latency_s=plan[phase_i][1],
-                          file_kib=plan[phase_i][2])
-            _, lat, kib, _ = plan[phase_i]
-            if p.mix > 0 and len(p.phases) > 1 and rng.random() < p.mix:
-                _, lat, kib, _ = p.phases[1][0], p.phases[1][1], p.phases[1][2], ""
-            slots.acquire()
-            f = pool.submit(_task, files[kib][i % len(files[kib])], lat)
-            f.add_done_callback(release)
-            if on_progress is not None and not i % 1000:
-                on_progress(i)
-        for _ in range(window):  # wait for the tail
-            slots.acquire()
-    finally:
-        pool.shutdown(wait=True)  # stops the controller, takes a last sample, closes
-        rec.close()
-    return rec.trace()
+    if isinstance(model, Trace):
+        model = WorkloadModel.fit(model)
+    if not isinstance(model, WorkloadModel):
+        raise TypeError(f"model must be a WorkloadModel or Trace, got {type(model).__name__}")
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy must be a Policy, got {type(policy).__name__}")
+    src = model.source
+    b = src.get("bounds") or {}
+    ivl = float(interval if interval is not None else src.get("interval") or 1.0)
+    sp = sample_period if sample_period is not None else src.get("sample_period")
+    sp = float(sp) if sp is not None else min(ivl, 0.5)
+    lo = int(min_workers if min_workers is not None else b.get("min_workers") or 1)
+    hi = int(max_workers if max_workers is not None else b.get("max_workers") or 4096)
+    if not 1 <= lo <= hi:
+        raise ValueError(f"need 1 <= min_workers <= max_workers, got {lo}, {hi}")
+    init = int(initial_workers if initial_workers is not None else lo)
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
+    if tasks is not None and tasks < 0:
+        raise ValueError(f"tasks must be >= 0, got {tasks}")
+    limit = duration if duration is not None else (
+        max_duration or max(600.0, 20.0 * float(src.get("duration_s") or 0.0)))
+    pol = policy.with_params()
+    clock = SimClock()
+    pool = SimulatedPool(model, init, tasks=tasks, min_workers=lo, max_workers=hi,
+                         noise=noise, seed=seed)
+    rec = Recorder()
+    ctl = Controller(pool, pol, interval=ivl, sample_period=sp, min_workers=lo,
+                     max_workers=hi, clock=clock, metrics=SimulatedMetrics(pool),
+                     recorder=rec, workload=dict(src.get("workload") or {}),
+                     log_interval=1e12)
+    steps = math.ceil(limit / sp - 1e-9)
+    tick, advance, cadv = ctl.tick, pool.advance, clock.advance
+    tick()
+    for _ in range(steps):
+        cadv(sp)
+        advance(sp)
+        tick()
+        if pool.finished_at is not None and duration is None:
+            break
+    tr = rec.trace()
+    tr.header["simulated"] = True
+    tr.header["seed"] = seed
+    tr.header["noise"] = noise
+    tr.header["model"] = model.to_dict()
+    tr.header["makespan_s"] = pool.finished_at
+    tr.header["replay"] = {"mode": "closed", "source": dict(src)}
+    return tr
 
 
 def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
@@ -246,19 +386,6 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
     return rec.trace()
 
 
-def closed_form_makespan(model: WorkloadModel, workers: int) -> float:
-    """Seconds a fixed pool of ``workers`` needs for the model's tasks (backlogged)."""
-    total = 0.0
-    for i, s in enumerate(model.segments):
-        if s.tasks <= 0:
-            continue
-        x = model.throughput(min(workers, model.window), i)
-        if s.arrival_rate is not None:
-            x = min(x, s.arrival_rate)
-        total += s.tasks / x if x > 0 else math.inf
-    return total
-
-
 def describe_model(model: WorkloadModel) -> list[dict[str, Any]]:
     """One row per segment: the fitted numbers, for printing."""
     rows = []
@@ -270,3 +397,6 @@ def describe_model(model: WorkloadModel) -> list[dict[str, Any]]:
                      "arrivals": "backlog" if s.arrival_rate is None else
                      round(s.arrival_rate, 1), "fit_rel_rms": round(s.fit_error, 3)})
     return rows
+
+
+from .sweep import SweepResult, sweep  # noqa: E402 - sweep uses simulate from here

@@ -2,7 +2,7 @@
 
 Two modes:
 
-* ``closed`` (default): :func:`~adaptive_lab.replay.simulate` per point on a fitted
+* ``closed`` (default): :func:`~adaptive_lab.sim.simulate` per point on a fitted
   :class:`~adaptive_lab.model.WorkloadModel` (about a controller tick per sample per
   point, so tens of ms each).
 * ``open``: :func:`~adaptive_lab.replay.replay` per point on the recorded trace (the
@@ -30,7 +30,7 @@ import numpy as np
 from .model import WorkloadModel
 from .policies.base import Policy, clamp_target
 from .policies.threshold import ThresholdPolicy
-from .replay import _bounds, _columns, _interval, decision_indices, replay, simulate
+from .replay import _bounds, _columns, _interval, decision_indices, replay
 from .trace import Trace
 
 __all__ = ["METRICS", "SweepResult", "sweep"]
@@ -347,6 +347,8 @@ def sweep(model_or_trace: WorkloadModel | Trace, policy_class: type[Policy],
             for m, v in res.items():
                 metrics[m][good] = v
     else:
+        from .sim import simulate
+
         model = model_or_trace if isinstance(model_or_trace, WorkloadModel) else \
             WorkloadModel.fit(model_or_trace)
         for i in good:

@@ -21,7 +21,8 @@ from adaptive_lab.policies import (
     available_policies,
     make_policy,
 )
-from adaptive_lab.replay import _observation, observations, replay, simulate
+from adaptive_lab.replay import _observation, observations, replay
+from adaptive_lab.sim import simulate
 from adaptive_lab.trace import Trace, TraceFormatError
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -21,7 +21,8 @@ from adaptive_lab.policies import (
     available_policies,
     make_policy,
 )
-from adaptive_lab.replay import SimulatedPool, replay, simulate
+from adaptive_lab.replay import replay
+from adaptive_lab.sim import SimulatedPool, simulate
 from adaptive_lab.sweep import oscillation, pareto_front, sweep, threshold_targets
 from adaptive_lab.trace import Trace
 

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..model import WorkloadModel
     from ..policies import FixedPolicy, ThresholdPolicy
-    from ..replay import replay, simulate
+    from ..replay import replay
+    from ..sim import simulate
     from ..sweep import sweep
     from ..trace import Trace
 

@@ -73,7 +73,8 @@ def summarise(recorded: Any, result: Any, mode: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..replay import replay, simulate
+    from ..replay import replay
+    from ..sim import simulate
 
     trace = _load(args.trace)
     policy = policy_from_args(args)

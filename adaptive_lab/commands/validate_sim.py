@@ -23,8 +23,8 @@ HELP = "record live runs of two policies, fit on one, predict the other; report 
 
 #: per profile: scanner phases (profile, passes), corpus files and size mix
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "latency": {"files": 2000, "size_mix": "B", "passes": 6},
-    "local": {"files": 4000, "size_mix": "A", "passes": 12},
+    "latency": {"files": 2000, "size_mix": "B", "passes": 12},
+    "local": {"files": 4000, "size_mix": "A", "passes": 30},
     "mixed": {"files": 2000, "size_mix": "B", "passes": 4},
     "cpu": {"files": 2000, "size_mix": "B", "passes": 4},
 }
@@ -105,8 +105,7 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
     import numpy as np
 
     from ..model import WorkloadModel
-    from ..replay import simulate
-    from ..sim import describe_model, record_scan
+    from ..sim import describe_model, record_scan, simulate
 
     kw = {"corpus": corpus, "files": files, "size_mix": size_mix,
           "min_workers": min_workers, "max_workers": max_workers, "interval": interval,
