@@ -51,7 +51,7 @@ from .bench_stats import (
 SCHEMA = "adaptive-lab/bench"
 VERSION = 1
 DEFAULT_FIXED_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384)
-QUICK_FIXED_SIZES = (4, 16, 64, 256)
+QUICK_FIXED_SIZES = (4, 64, 256)
 
 __all__ = [
     "BENCH_PROFILES",
@@ -304,7 +304,8 @@ class BenchSettings:
     @property
     def step_fixed_cap(self) -> float:
         """Time cap of fixed pools in the step profile: they need no time to adapt."""
-        return min(self.step_time_cap, self.step_at + 2.0)
+        return min(self.step_time_cap, self.step_at + 2.0,
+                   self.step_at + (self.step_time_cap - self.step_at) / 2)
 
     @property
     def steady_from(self) -> float:
@@ -517,7 +518,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], object] | N
                 unavailable[p.name] = why_cold
                 continue
             extra = _reference_configs() if (
-                settings.references and p.scanner_profile == "local") else []
+                settings.references and p.scanner_profile == "local" and not p.cold) else []
             plan[p.name] = configs + extra
         runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
         completions: dict[tuple[str, str], list[np.ndarray]] = {}
