@@ -296,3 +296,15 @@ def test_real_pool_grows_under_5ms_sleeps_and_shrinks_when_idle() -> None:
         assert pool.size <= 4
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_littles_law_elasticity_needs_busy_workers() -> None:
+    from adaptive_lab.policies.adaptive import _little_elasticity
+
+    # 100 -> 200 workers at 20 ms: flat latency = linear region (1); latency doubling =
+    # past the knee (0). Short GIL-bound tasks (X * R / n = 0.1) wait between tasks, so
+    # their run time says nothing: NaN, and only the measured throughput decides.
+    assert _little_elasticity(100, 5000, 0.02, 200, 10000, 0.02) == pytest.approx(1.0)
+    assert _little_elasticity(100, 5000, 0.02, 200, 5000, 0.04) == pytest.approx(0.0)
+    assert math.isnan(_little_elasticity(2, 4000, 5e-5, 4, 4000, 5e-5))
+    assert math.isnan(_little_elasticity(2, 4000, NAN, 4, 4000, 5e-5))

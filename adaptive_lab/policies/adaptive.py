@@ -90,11 +90,20 @@ class _Segment:
         return self.lat_sum / self.lat_tasks if self.lat_tasks > 0 else math.nan
 
 
-def _little_elasticity(n0: int, r0: float, n1: int, r1: float) -> float:
+#: Little's law reads the knee from latency only if the workers spend most of their time
+#: inside tasks (X * R / n above this). Short GIL-bound tasks wait for the GIL *between*
+#: tasks, so their run time stays flat while the pool is already past the knee.
+LITTLE_MIN_UTIL = 0.7
+
+
+def _little_elasticity(n0: int, x0: float, r0: float, n1: int, x1: float, r1: float
+                       ) -> float:
     """Throughput elasticity between sizes n0 < n1 implied by Little's law (X = n / R
     with every worker busy): 1 when latency stays flat (below the knee), 0 when it grows
-    as fast as the workers (past it). NaN when unknown."""
-    if not (n1 > n0 > 0 and r0 > 0 and r1 > 0):  # NaN fails these comparisons too
+    as fast as the workers (past it). NaN when unknown or when utilisation is low."""
+    if not (n1 > n0 > 0 and r0 > 0 and r1 > 0 and x0 > 0 and x1 > 0):  # NaN fails too
+        return math.nan
+    if min(x0 * r0 / n0, x1 * r1 / n1) < LITTLE_MIN_UTIL:
         return math.nan
     k = n1 / n0
     return (k * r0 / r1 - 1.0) / (k - 1.0)
@@ -179,7 +188,7 @@ class ThroughputSeekingPolicy(Policy):
         self._xh = math.nan  # EWMA throughput at home
         self._rh = math.nan  # EWMA latency at home
         self._xup = math.nan
-        self._rprev = math.nan  # latency at the last size a descent accepted
+        self._rprev = self._xprev = math.nan  # the last size a descent accepted
         self._xref = math.nan  # best nearby throughput a descent must keep
         self._capacity = math.nan  # best throughput measured (for jumps)
         self._period = self.probe_min
@@ -301,7 +310,7 @@ class ThroughputSeekingPolicy(Policy):
             return self._settle(obs, p.n, "climb has no lower reference")
         k, gain = p.n / prev.n, p.x / prev.x
         eff_x = (gain - 1.0) / (k - 1.0)
-        eff_r = _little_elasticity(prev.n, prev.r, p.n, p.r)
+        eff_r = _little_elasticity(prev.n, prev.x, prev.r, p.n, p.x, p.r)
         eff = _combined(eff_x, eff_r)
         nums = (f"{prev.n}->{p.n}: {prev.x:.0f}->{p.x:.0f}/s, elasticity {eff_x:.2f}, "
                 f"Little {eff_r:.2f}")
@@ -383,7 +392,7 @@ class ThroughputSeekingPolicy(Policy):
         k = p.n / self._home
         need = max(self.min_gain, self.noise / (k - 1.0))
         eff = _combined((p.x / self._xh - 1.0) / (k - 1.0) if self._xh > 0 else math.nan,
-                        _little_elasticity(self._home, self._rh, p.n, p.r))
+                        _little_elasticity(self._home, self._xh, self._rh, p.n, p.x, p.r))
         if eff >= need:
             self._mode = "climb"
             self._prev = p
@@ -395,10 +404,10 @@ class ThroughputSeekingPolicy(Policy):
     def _after_down(self, obs: Observation, p: _Point) -> Decision:
         ref = max(self._xh, self._xup) if math.isfinite(self._xup) else self._xh
         floor = ref * (1.0 - self.shrink_tolerance)
-        eta = _little_elasticity(p.n, p.r, self._home, self._rh)
+        eta = _little_elasticity(p.n, p.x, p.r, self._home, self._xh, self._rh)
         if p.x >= floor and not eta > self.shrink_elasticity:
             self._xref, self._home, self._mode = max(ref, p.x), p.n, "descend"
-            self._rprev = p.r
+            self._rprev, self._xprev = p.r, p.x
             self._period = self.probe_min
             nxt = self._down(p.n, self.growth, obs)
             if nxt >= p.n:
@@ -412,9 +421,9 @@ class ThroughputSeekingPolicy(Policy):
 
     def _descend(self, obs: Observation, p: _Point) -> Decision:
         floor = self._xref * (1.0 - self.shrink_tolerance)
-        eta = _little_elasticity(p.n, p.r, self._home, self._rprev)
+        eta = _little_elasticity(p.n, p.x, p.r, self._home, self._xprev, self._rprev)
         if p.x >= floor and not eta > self.shrink_elasticity:
-            self._home, self._rprev = p.n, p.r
+            self._home, self._rprev, self._xprev = p.n, p.r, p.x
             self._xref = max(self._xref, p.x)  # later steps must keep the best seen
             nxt = self._down(p.n, self.growth, obs)
             if nxt < p.n:
