@@ -290,12 +290,19 @@ def write_html(doc: dict[str, Any], path: str | Path) -> Path | None:
     parts = [f"<h1>adaptive-lab bench</h1><p>{html.escape(doc['created'])}, "
              f"{doc['host']['cores']} cores, {html.escape(doc['host']['platform'])}; "
              f"{html.escape(doc['shared_machine_note'])}</p>",
-             f"<pre>{html.escape(format_table(doc))}</pre>"]
+             "<h2>Verdicts</h2><ul>" + "".join(
+                 f"<li><b>{html.escape(p['name'])}</b> ({p['cache']}): "
+                 + (html.escape(p["seed_claim"]["text"]) if p["available"]
+                    else "unavailable: " + html.escape(str(p["reason"])))
+                 + (f"<br>issue 3: {html.escape(p['issue3_targets']['text'])}"
+                    if "issue3_targets" in p else "") + "</li>"
+                 for p in doc["profiles"]) + "</ul>",
+             f"<h2>Ratio to the oracle</h2><pre>{html.escape(format_matrix(doc))}</pre>"]
     first = True
     for p in doc["profiles"]:
         if not p["available"]:
             continue
-        rows = [r for r in p["configs"]]
+        rows = list(p["configs"])
         fps = [r["summary"]["files_per_s"] for r in rows]
         bar = go.Figure(go.Bar(
             x=[r["name"] for r in rows], y=[f["median"] for f in fps],
@@ -316,9 +323,25 @@ def write_html(doc: dict[str, Any], path: str | Path) -> Path | None:
                                            mode="lines", line_shape="hv"))
         lines.update_layout(title=f"{p['name']}: pool size over time (first repetition)",
                             xaxis_title="s", yaxis_title="workers", height=420)
-        for fig in (bar, lines):
+        figs = [bar, lines]
+        if "step" in p:
+            thr = go.Figure()
+            for r in rows:
+                if r["kind"] in ("seed", "policy") or r["name"] == p["step"]["best_fixed_after"]:
+                    tl = r["runs"][0].get("timeline") or {}
+                    thr.add_trace(go.Scatter(x=tl.get("t", []), y=tl.get("files_per_s", []),
+                                             name=r["name"], mode="lines"))
+            thr.add_vline(x=p["step"]["step_at_s"], line_dash="dash")
+            if p["step"]["target_files_per_s"]:
+                thr.add_hline(y=p["step"]["target_files_per_s"], line_dash="dot",
+                              annotation_text="90 % of the best fixed pool after the step")
+            thr.update_layout(title="step: files/s over time (first repetition)",
+                              xaxis_title="s", yaxis_title="files/s", height=420)
+            figs.append(thr)
+        for fig in figs:
             parts.append(fig.to_html(full_html=False, include_plotlyjs=first))
             first = False
+    parts.append(f"<h2>All numbers</h2><pre>{html.escape(format_table(doc))}</pre>")
     body = "\n".join(parts)
     out = Path(path)
     out.write_text("<!doctype html><html><head><meta charset='utf-8'>"
