@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                                        f"PolicyAdaptive({policy.name})")
         try:
             for r in range(-1, repeat):  # r = -1: untimed warm-up (imports in workers)
+                scan(root, digest=None)  # re-warm the page cache (others may drop it)
                 with AdaptiveThreadPoolExecutor(width) as pool:
                     runs = {
                         "local-default": lambda root, **kw: scan(root, **kw),
