@@ -23,7 +23,10 @@ assumption is written down here and in ``docs/replay.md``:
 4. **Arrivals per segment** are either *backlogged* (a closed population: the
    submitter keeps up to ``window`` tasks queued or running, as the scanner's
    backpressure or ``Executor.map`` do) or *arrival-limited* (tasks offered at
-   ``arrival_rate`` per second; chosen when the queue was mostly empty).
+   ``arrival_rate`` per second; chosen when the queue was mostly empty). A backlogged
+   segment whose queue still ran dry while workers idled (in a quarter of the
+   periods or more) has a ``submit_rate``: the submitting thread (walking, batching,
+   collecting results, under the same GIL) is the bottleneck, and it caps throughput.
 5. **Segments** (phases): when task latency changes over time (a step profile), the
    model is piecewise; each segment holds ``tasks`` tasks, and a simulation moves to
    the next segment when they are done. Boundaries come from ``phase`` events if the
@@ -99,6 +102,7 @@ class Segment:
     cpu_slots: float
     sigma: float = 0.0
     arrival_rate: float | None = None  # None: backlogged (closed population)
+    submit_rate: float | None = None  # backlogged, but the submitter tops up this fast
     memory_percent: float = math.nan
     available_mb: float = math.nan
     rss_mb: float = math.nan
@@ -200,8 +204,9 @@ class WorkloadModel:
             if not isinstance(s, dict):
                 raise ValueError(f"model segments[{i}] must be a dict")
             kw = {k: (math.nan if v is None else v) for k, v in s.items() if k in names}
-            if s.get("arrival_rate") is None:
-                kw["arrival_rate"] = None
+            for opt in ("arrival_rate", "submit_rate"):
+                if s.get(opt) is None:
+                    kw[opt] = None
             try:
                 segs.append(Segment(**kw))
             except TypeError as exc:
@@ -336,11 +341,26 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     # concurrency the pool was given (its size, capped by the window), over the whole
     # segment, stalls included (walk restarts, other tenants taking the CPU, GC), which
     # the fit on busy periods alone does not see
+    # a submitter that cannot keep up (the queue ran dry while workers sat idle in at
+    # least a quarter of the periods): its rate, the 90th percentile of submissions/s
+    # in those periods, caps the throughput whatever the size
+    submit_rate = None
+    workers_end = a["workers"][1:]
+    starved = sel & (queued <= 1) & (busy < workers_end) & (dt > 0)
+    if backlogged and starved.sum() >= max(3, 0.25 * sel.sum()):
+        sub = np.diff(a["submitted"].astype(float))
+        if (a["submitted"] >= 0).all():
+            submit_rate = float(np.percentile(sub[starved] / dt[starved], 90))
+            if not submit_rate > 0:
+                submit_rate = None
     efficiency = 1.0
     if backlogged:
         wk = np.minimum(a["workers"][1:][sel].astype(float), float(window))
         curve = mva_throughput(int(wk.max()) + 1, float(ww[best]), cpu_s, float(ss[best]))
-        promised = float(np.sum(np.interp(wk, np.arange(len(curve)), curve) * dt[sel]))
+        offered = np.interp(wk, np.arange(len(curve)), curve)
+        if submit_rate is not None:
+            offered = np.minimum(offered, submit_rate)
+        promised = float(np.sum(offered * dt[sel]))
         if promised > 0:
             efficiency = float(min(1.0, max(0.05, tasks / promised)))
     dur = float(dt[sel].sum())
@@ -362,6 +382,7 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     return Segment(
         t0=float(t0), t1=float(t1), tasks=tasks, wait_s=float(ww[best]), cpu_s=cpu_s,
         cpu_slots=float(ss[best]), sigma=max(0.0, sigma), arrival_rate=rate,
+        submit_rate=submit_rate,
         memory_percent=med("memory_percent"), available_mb=med("available_mb"),
         rss_mb=med("rss_mb"), efficiency=efficiency,
         background_cpu=float(max(0.0, np.median(bg))) if len(bg) else 0.0,

@@ -157,7 +157,8 @@ class SimulatedPool:
         """Backlogged segments release all their tasks at once."""
         self._seg_done = 0.0
         self._seg_released = 0.0
-        if self.model.segments[self.seg].arrival_rate is None:
+        s = self.model.segments[self.seg]
+        if s.arrival_rate is None and s.submit_rate is None:
             self._seg_released = self._seg_tasks[self.seg]
 
     def advance(self, dt: float) -> None:
@@ -181,7 +182,7 @@ class SimulatedPool:
                 self._start_segment()
                 continue
             in_sys = self._seg_released - self._seg_done
-            r = seg.arrival_rate
+            r = seg.arrival_rate if seg.arrival_rate is not None else seg.submit_rate
             unrel = seg_total - self._seg_released
             if r is None or unrel <= 1e-9 or r <= 0:
                 if r is not None and r <= 0 and unrel > 1e-9:  # a pause
@@ -331,7 +332,7 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
                 min_workers: int = 2, max_workers: int = 24,
                 initial_workers: int | None = None, interval: float = 0.5,
                 sample_period: float = 0.1, path: str | os.PathLike | None = None,
-                digest: str = "sha256") -> Trace:
+                digest: str = "sha256", batch_seconds: float | None = None) -> Trace:
     """Record a real scan under ``policy``: the scanner over a warm corpus, in phases.
 
     Parameters
@@ -345,6 +346,9 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
         untimed pass warms the page cache).
     files, size_mix
         Corpus size and size mix ("A" log-normal, "B" 4 KiB).
+    batch_seconds
+        The scanner's batch target (default its own, 1.5 ms). A tiny value (1e-9)
+        makes one file per task, so runs count the same tasks.
     """
     from .pool import AdaptiveThreadPoolExecutor
     from .scanner import scan
@@ -365,8 +369,9 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
                        size_mix=size_mix)
     scan(info.root, digest=digest)  # warm the page cache (own executor, not recorded)
     rec = Recorder(path)
+    extra = {} if batch_seconds is None else {"batch_seconds": batch_seconds}
     workload = {"driver": "adaptive_lab.sim.record_scan", "corpus": info.to_dict(),
-                "digest": digest,
+                "digest": digest, **extra,
                 "phases": [{"profile": pr.to_dict(), "passes": n} for pr, n in profs]}
     pool = AdaptiveThreadPoolExecutor(
         max_workers, min_workers=min_workers, policy=policy.with_params(),
@@ -379,7 +384,7 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
         for pr, passes in profs:
             ctl.phase(pr.name, profile=pr.to_dict(), passes=passes)
             for _ in range(passes):
-                scan(info.root, pool, digest=digest, profile=pr)
+                scan(info.root, pool, digest=digest, profile=pr, **extra)
     finally:
         pool.shutdown(wait=True)  # stops the controller, takes a last sample, closes
         rec.close()
@@ -394,8 +399,10 @@ def describe_model(model: WorkloadModel) -> list[dict[str, Any]]:
                      "wait_ms": round(s.wait_s * 1e3, 3), "cpu_us": round(s.cpu_s * 1e6, 1),
                      "cpu_slots": round(s.cpu_slots, 2), "efficiency": round(s.efficiency, 3),
                      "capacity_per_s": round(s.capacity, 1),
-                     "arrivals": "backlog" if s.arrival_rate is None else
-                     round(s.arrival_rate, 1), "fit_rel_rms": round(s.fit_error, 3)})
+                     "arrivals": ("backlog" if s.submit_rate is None else
+                                  f"backlog, submitter {s.submit_rate:.0f}/s")
+                     if s.arrival_rate is None else round(s.arrival_rate, 1),
+                     "fit_rel_rms": round(s.fit_error, 3)})
     return rows
 
 

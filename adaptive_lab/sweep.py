@@ -163,7 +163,9 @@ def fluid_metrics(targets: np.ndarray, t: np.ndarray, done: np.ndarray,
     for j, s in enumerate(model.segments):
         seg_of[t >= s.t0 - 1e-9] = j
     kmax = int(targets.max()) + 1
-    caps_tab = np.stack([model.table(j, kmax)[: kmax + 1] for j in range(len(model.segments))])
+    caps_tab = np.stack([np.minimum(model.table(j, kmax)[: kmax + 1],
+                                    s.submit_rate if s.submit_rate is not None else np.inf)
+                         for j, s in enumerate(model.segments)])
     n = np.diff(done, prepend=done[0]).astype(float)
     arrivals = np.zeros(T)
     for j, s in enumerate(model.segments):

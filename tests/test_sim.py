@@ -192,6 +192,16 @@ def test_arrival_limited_segment_follows_the_offered_rate() -> None:
     assert pool.stats().queued == 0
 
 
+def test_a_slow_submitter_caps_throughput() -> None:
+    seg = Segment(0.0, 10.0, 3000, 0.005, 1e-4, 1.0, submit_rate=300.0)
+    m = WorkloadModel([seg], cores=2, window=52)
+    pool = SimulatedPool(m, 32)
+    pool.advance(5.0)
+    assert pool.stats().completed == pytest.approx(1500, abs=2)
+    assert pool.stats().queued == 0  # the submitter, not the pool, is the bottleneck
+    assert WorkloadModel.from_dict(m.to_dict()).segments[0].submit_rate == 300.0
+
+
 @settings(max_examples=25, deadline=None)
 @given(lo=st.integers(1, 20), span=st.integers(0, 40),
        name=st.sampled_from(sorted(set(available_policies()) - {"fixed"})))
@@ -285,3 +295,24 @@ def test_oscillation_and_pareto_by_hand() -> None:
     cost = np.array([1.0, 2.0, 2.0, 3.0, 0.5])
     gain = np.array([10.0, 12.0, 11.0, 11.5, 5.0])
     assert pareto_front(cost, gain) == [4, 0, 1]
+
+
+def test_record_scan_records_a_real_scan(tmp_path: Path) -> None:
+    """A short live run: real scanner, real files, real threads, one file per task."""
+    from adaptive_lab.sim import record_scan
+    from adaptive_lab.workloads import Profile
+
+    out = tmp_path / "live.jsonl"
+    tr = record_scan([(Profile("latency", latency_ms=1.0), 2), ("local", 1)], FixedPolicy(4),
+                     corpus=tmp_path / "corpus", files=150, min_workers=2, max_workers=8,
+                     interval=0.1, sample_period=0.05, batch_seconds=1e-9, path=out)
+    loaded = Trace.load(out)  # written as it ran, and valid
+    assert loaded.samples[-1]["completed"] == tr.samples[-1]["completed"] == 450
+    assert [e["name"] for e in tr.events if e["type"] == "phase"] == ["latency", "local"]
+    assert tr.header["workload"]["corpus"]["files"] == 150
+    assert tr.header["policy"]["name"] == "fixed"
+    assert max(s["workers"] for s in tr.samples) == 4
+    model = WorkloadModel.fit(tr)
+    assert model.total_tasks == 450 and len(model.segments) == 2
+    with pytest.raises(ValueError, match="passes"):
+        record_scan([("latency", 0)], FixedPolicy(4), corpus=tmp_path / "corpus", files=150)

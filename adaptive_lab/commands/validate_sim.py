@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="controller decision interval, s (default 0.5)")
     parser.add_argument("--sample-period", type=float, default=0.1,
                         help="controller sample period, s (default 0.1)")
+    parser.add_argument("--batch-seconds", type=float, default=None,
+                        help="scanner batch target, s (default the scanner's 0.0015; 1e-9 = "
+                        "one file per task, so every run counts the same tasks)")
     parser.add_argument("--corpus", default=None,
                         help="corpus directory (default: a reusable temp directory)")
     parser.add_argument("--keep-traces", default=None, metavar="DIR",
@@ -100,7 +103,7 @@ def run_metrics(tr: Any) -> dict[str, float]:
 def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: int,
              size_mix: str, corpus: str, min_workers: int, max_workers: int,
              interval: float, sample_period: float, repeat: int = 1, keep: str | None = None,
-             log: Any = print) -> dict[str, Any]:
+             batch_seconds: float | None = None, log: Any = print) -> dict[str, Any]:
     """Record the live runs, cross-predict each (A_i, B_i) pair, return the results."""
     import numpy as np
 
@@ -109,7 +112,7 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
 
     kw = {"corpus": corpus, "files": files, "size_mix": size_mix,
           "min_workers": min_workers, "max_workers": max_workers, "interval": interval,
-          "sample_period": sample_period}
+          "sample_period": sample_period, "batch_seconds": batch_seconds}
     out: dict[str, Any] = {
         "profile": profile, "files": files, "passes": passes, "size_mix": size_mix,
         "repeat": repeat,
@@ -119,7 +122,8 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "settings": {"min_workers": min_workers, "max_workers": max_workers,
                      "interval": interval, "sample_period": sample_period,
-                     "policy_a": policy_a.describe(), "policy_b": policy_b.describe()},
+                     "batch_seconds": batch_seconds, "policy_a": policy_a.describe(),
+                     "policy_b": policy_b.describe()},
         "live": [], "predictions": [],
     }
     for r in range(repeat):
@@ -180,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
                    files=files, passes=passes, size_mix=d["size_mix"], corpus=corpus,
                    min_workers=args.min_workers, max_workers=args.max_workers,
                    interval=args.interval, sample_period=args.sample_period,
-                   repeat=args.repeat, keep=args.keep_traces)
+                   repeat=args.repeat, keep=args.keep_traces,
+                   batch_seconds=args.batch_seconds)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(res, indent=1, default=str) + "\n")
