@@ -38,6 +38,7 @@ from .walk import (
     FileResult,
     ScanOptions,
     check_digest,
+    failed,
     scan_batch,
     walk,
 )
@@ -249,7 +250,7 @@ class Scanner:
         options = ScanOptions(**{**self.options.__dict__, "started": started})
         token = self.token if not _is_process_pool(executor) else None
         done: queue.SimpleQueue[Future] = queue.SimpleQueue()
-        pending: dict[Future, int] = {}
+        pending: dict[Future, list[Entry]] = {}
         items = walk(self.root, follow_symlinks=self.follow_symlinks,
                      max_file_size=self.max_file_size)
         t0 = time.perf_counter()
@@ -267,7 +268,7 @@ class Scanner:
                         yield result
                     if batch:
                         fut = executor.submit(scan_batch, batch, options, token)
-                        pending[fut] = len(batch)
+                        pending[fut] = batch
                         summary.batches += 1
                         fut.add_done_callback(done.put)
                 if not pending:
@@ -279,19 +280,18 @@ class Scanner:
                     fut = done.get(timeout=0.05)
                 except queue.Empty:
                     continue
-                n = pending.pop(fut)
+                batch = pending.pop(fut)
                 try:
                     results, elapsed, left = fut.result()
                 except CancelledError:
-                    summary.not_scanned += n
+                    summary.not_scanned += len(batch)
                     continue
-                except Exception as exc:  # a broken executor: report, do not lose files
-                    summary.not_scanned += n
-                    summary.reasons[f"batch failed: {type(exc).__name__}"] = (
-                        summary.reasons.get(f"batch failed: {type(exc).__name__}", 0) + n)
-                    continue
+                except Exception as exc:  # e.g. a worker process died: error records
+                    reason = f"task failed: {type(exc).__name__}"
+                    results, elapsed, left = [failed(e[0], reason, e[1]) for e in batch], 0, 0
                 summary.not_scanned += left
-                self._learn(results, elapsed)
+                if elapsed:
+                    self._learn(results, elapsed)
                 for result in results:
                     summary.add(result)
                     yield result
@@ -303,7 +303,7 @@ class Scanner:
                 for f in pending:
                     f.cancel()
                 # count what the walk had found but nobody will scan
-                summary.not_scanned += sum(pending.values()) + len(carry)
+                summary.not_scanned += sum(map(len, pending.values())) + len(carry)
             _close(items)
             if own:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -384,7 +384,7 @@ def _close(items: Iterator) -> None:
         close()
 
 
-def _wait_quietly(pending: dict[Future, int]) -> None:
+def _wait_quietly(pending: dict[Future, list]) -> None:
     for f in list(pending):
         try:
             f.result()

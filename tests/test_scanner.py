@@ -12,7 +12,7 @@ import stat
 import textwrap
 import threading
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -505,6 +505,29 @@ class CountingExecutor(Executor):
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         self.inner.shutdown(wait, cancel_futures=cancel_futures)
+
+
+class FlakyExecutor(CountingExecutor):
+    """Test double: every other task fails inside the executor."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        if len(self.batch_sizes) % 2:
+            self.batch_sizes.append(len(args[0]))
+            fut = Future()
+            fut.set_exception(RuntimeError("worker died"))
+            return fut
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_failed_tasks_become_error_records_for_each_file(tmp_path):
+    for i in range(200):
+        write(tmp_path / f"f{i}", b"x" * 100)
+    with FlakyExecutor(2) as ex:
+        results, summary = collect(tmp_path, ex)
+    failed = [r for r in results if r.status == "error"]
+    assert failed and all(r.reason == "task failed: RuntimeError" for r in failed)
+    assert summary.files_seen == len(results) == 200
+    assert summary.errors == len(failed) and summary.files == 200 - len(failed)
 
 
 def test_small_files_are_batched_and_in_flight_is_bounded(tmp_path):
