@@ -110,26 +110,38 @@ def test_resolve_names_and_bad_input() -> None:
         BenchSettings(profiles=[], policies=[], step_at=5.0, step_time_cap=2.0)
 
 
-def _row(name: str, kind: str, fps: list[float], gain: float | None) -> dict:
-    return {"name": name, "kind": kind,
+def _row(name: str, kind: str, fps: list[float], workers: int | None = None,
+         events: int = 3) -> dict:
+    return {"name": name, "kind": kind, "workers": workers,
             "runs": [{"rep": i, "files_per_s": v} for i, v in enumerate(fps)],
-            "summary": {"gain_percent": {"median": gain}}}
+            "summary": {"scale_events": {"max": events}}}
 
 
-@pytest.mark.parametrize("seed_fps, base_gain, tpe_fps, holds", [
-    ([120.0, 118.0, 121.0], 20.0, [100.0, 100.0, 100.0], True),   # +20 % both
-    ([114.0, 114.0, 114.0], 14.0, [90.0, 90.0, 90.0], False),     # +14 % vs baseline
-    ([300.0, 300.0, 300.0], 50.0, [280.0, 280.0, 280.0], False),  # +7 % vs TPE default
+@pytest.mark.parametrize("seed_fps, base_fps, tpe_fps, events, vs_base, vs_tpe", [
+    # +20 % vs both in every round: holds
+    ([120, 118, 121], [100, 98, 101], [100, 100, 100], 3, True, True),
+    # +14 % vs the baseline: does not
+    ([114, 114, 114], [100, 100, 100], [90, 90, 90], 3, False, True),
+    # median +20 % but one round loses: not consistent, does not hold
+    ([120, 120, 90], [100, 100, 100], [100, 100, 100], 3, False, False),
+    # +30 % but the seed policy never resized (min_workers, like the baseline): no
+    ([130, 130, 130], [100, 100, 100], [200, 200, 200], 0, False, False),
 ])
-def test_seed_claim_needs_15_percent_vs_both(seed_fps: list[float], base_gain: float,
-                                             tpe_fps: list[float], holds: bool) -> None:
-    rows = [_row("seed-threshold", "seed", seed_fps, base_gain),
-            _row("tpe-default", "tpe_default", tpe_fps, None)]
+def test_seed_claim_verdicts(seed_fps: list[float], base_fps: list[float],
+                             tpe_fps: list[float], events: int, vs_base: bool,
+                             vs_tpe: bool) -> None:
+    from adaptive_lab.policies import SEED_DEFAULTS
+
+    # the baseline has the seed's min_workers (4 on up to 4 cores)
+    rows = [_row("baseline-4", "baseline", base_fps, SEED_DEFAULTS["min_workers"]),
+            _row("tpe-default", "tpe_default", tpe_fps, 6),
+            _row("seed-threshold", "seed", seed_fps, events=events)]
     verdict = seed_claim(rows, "baseline-4")
-    assert verdict["holds"] is holds
-    assert verdict["holds_vs_baseline"] is (base_gain >= 15)
-    assert ("does NOT hold" in verdict["text"]) is (not holds and base_gain < 15
-                                                    and not verdict["holds_vs_tpe_default"])
+    assert verdict["holds_vs_baseline"] is vs_base
+    assert verdict["holds_vs_tpe_default"] is vs_tpe
+    assert verdict["holds"] is (vs_base and vs_tpe)
+    assert ("does NOT hold" in verdict["text"]) is (not vs_base and not vs_tpe)
+    assert ("never resized" in verdict["text"]) is (events == 0)
 
 
 # -- a real quick run -------------------------------------------------------------
