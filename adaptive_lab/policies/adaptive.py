@@ -33,7 +33,7 @@ Sources: Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 
 ``PortableThreadPool.HillClimbing.cs`` (bias toward fewer threads); dask
 ``distributed/deploy/adaptive_core.py`` (scale down after consecutive
 recommendations). Defaults: growth 2, min_gain 0.2, probe_step 1.25, probe every
-1-8 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
+2-8 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
 change 0.25, rate_guess 20,000 tasks/s, max_jump 256, idle_util 0.5 for 1 s,
 headroom 1.5, decisions every 0.1 s.
 
@@ -142,7 +142,7 @@ class ThroughputSeekingPolicy(Policy):
               "relative throughput difference treated as measurement noise"),
         Param("probe_step", 1.25, 1.05, 2.0, 0.05,
               "size multiplier of the periodic up/down probes around the home size"),
-        Param("probe_min", 1.0, 0.1, 60.0, 0.1,
+        Param("probe_min", 2.0, 0.1, 60.0, 0.1,
               "seconds between probes after a move (doubles while probes find nothing)"),
         Param("probe_max", 8.0, 0.1, 600.0, 0.5,
               "longest time between probes, in seconds (bounds step-change detection)"),
@@ -341,20 +341,26 @@ class ThroughputSeekingPolicy(Policy):
                                         f"confirming a regime change")
             if p.x < self._xh * (1.0 - self.change) and slower:
                 self._strikes = 0
-                if math.isfinite(p.r) and math.isfinite(self._rh) and p.r < 2 * self._rh:
-                    # e.g. shorter I/O waits with far too many threads: X falls but
-                    # latency barely moves; only probing tells which way to go
-                    self._xh, self._rh = p.x, p.r
-                    down = self._down(n, self.growth, obs)
-                    if down < n:
-                        self._mode, self._xup = "down", math.nan
-                        return self._go(obs, down, f"regime change ({p.x:.0f}/s, latency "
-                                                   f"{p.r * 1e3:.2f} ms): probe down {n}->{down}")
-                self._capacity = max(self._capacity, self._xh)
-                why = (f"regime change: {self._xh:.0f}->{p.x:.0f}/s, latency "
-                       f"{self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
-                self._xh = self._rh = math.nan  # the old regime's reference is void
-                return self._jump(obs, p, why)
+                busy_in_tasks = p.x * p.r / n >= LITTLE_MIN_UTIL if math.isfinite(p.r) else False
+                if busy_in_tasks and math.isfinite(self._rh) and p.r >= 2 * self._rh:
+                    # tasks themselves got slower (1 ms -> 20 ms I/O): Little's law
+                    self._capacity = max(self._capacity, self._xh)
+                    why = (f"regime change: {self._xh:.0f}->{p.x:.0f}/s, latency "
+                           f"{self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
+                    self._xh = self._rh = math.nan  # the old regime's reference is void
+                    return self._jump(obs, p, why)
+                # Otherwise (e.g. 20 ms -> 1 ms with far too many threads, where the GIL
+                # queue hides the shorter waits, or other tenants taking the CPU) only
+                # probing tells which way to go: down by `growth` first.
+                self._xh, self._rh = p.x, p.r
+                down = self._down(n, self.growth, obs)
+                why = (f"regime change ({p.x:.0f}/s, latency {p.r * 1e3:.2f} ms, "
+                       f"{p.x * p.r / n if math.isfinite(p.r) else math.nan:.2f} busy)")
+                if down < n:
+                    self._mode, self._xup = "down", math.nan
+                    return self._go(obs, down, f"{why}: probe down {n}->{down}")
+                self._next_probe = obs.t
+                return self._probe(obs, p, f"{why}: ")
             self._strikes = 0
             if p.x > self._xh * (1.0 + self.change):
                 self._next_probe = obs.t  # faster tasks: re-probe now
