@@ -255,8 +255,6 @@ class PolicyAdaptive(Adaptive):
                           "wait_count": self.wait_count,
                           "target_duration": self.target_duration},
             )
-        if self.periodic_callback is not None:  # Dask adapts on its loop: so do we
-            self._sampler = PeriodicCallback(self._sample_tick, self.interval * 1000)
         self._ready = True
 
     # -- time and bounds ----------------------------------------------------------
@@ -270,8 +268,10 @@ class PolicyAdaptive(Adaptive):
 
     # -- talking to the scheduler ------------------------------------------------
     def _start(self) -> None:
+        # runs on the cluster's loop, possibly before __init__ has returned
         super()._start()
-        if self.state == "running" and self._sampler is not None:
+        if self.state == "running" and self._sampler is None:
+            self._sampler = PeriodicCallback(self._sample_tick, self.interval * 1000)
             self._sampler.start()
 
     async def snapshot(self, since: int | None = None) -> dict[str, Any]:

@@ -288,7 +288,9 @@ def test_local_cluster_scales_up_under_load_and_down_when_idle(cluster, tmp_path
     wait_until(lambda: len(c.scheduler.workers) == 3, what="3 workers under load")
     client.gather(futures, asynchronous=False)
     wait_until(lambda: len(c.scheduler.workers) == 1, what="back to 1 idle worker")
+    assert ad._sampler is not None and ad._sampler.is_running()  # started on the loop
     ad.stop()
+    assert not ad._sampler.is_running()
     tr = Trace.load(tmp_path / "band.jsonl")
     ups = [e for e in tr.scale_events() if e["to"] > e["from"]]
     downs = [e for e in tr.scale_events() if e["to"] < e["from"]]
