@@ -301,7 +301,9 @@ def format_matrix(doc: dict[str, Any]) -> str:
                 cell += f"/{_f(c['median'], '{:.1f}')}s" if c["median"] is not None else "/never"
             cells.append(f"{cell:>12}")
         lines.append(f"{n:<24} " + " ".join(cells))
-    lines.append("(step column: ratio/time to 90 % of the best fixed pool after the step)")
+    if any("step" in p for p in profs):
+        lines.append("(step: ratio to the oracle / seconds to 90 % of the best fixed pool "
+                     "after the step)")
     return "\n".join(lines)
 
 
