@@ -187,7 +187,8 @@ def figure_title(trace: Trace, title: str | None = None) -> str:
 
 
 def trace_figure(trace: Trace, *, replayed: Trace | None = None, title: str | None = None,
-                 height: int = 820, show_replayed: bool | None = None) -> go.Figure:
+                 height: int = 820, width: int | None = None,
+                 show_replayed: bool | None = None) -> go.Figure:
     """Multi-panel view of one run, optionally with a replayed policy overlaid.
 
     Rows: target and live workers (with scale events as markers whose hover text is
@@ -196,7 +197,8 @@ def trace_figure(trace: Trace, *, replayed: Trace | None = None, title: str | No
     size as ``"replayed target"`` and its scale events as ``"replayed scale events"``;
     a closed-loop replay also adds its queue and throughput. ``show_replayed=True``
     adds the replay traces even when ``replayed`` is None (empty, to be filled in).
-    Trace names are listed in :func:`trace_data` and :data:`REPLAY_NAMES`.
+    ``width`` None fills the container. Trace names are listed in :func:`trace_data`
+    and :data:`REPLAY_NAMES`.
     """
     go = require_plotly()
     from plotly.subplots import make_subplots
@@ -246,16 +248,19 @@ def trace_figure(trace: Trace, *, replayed: Trace | None = None, title: str | No
         fig.add_trace(go.Scatter(mode="lines", name="replayed throughput", line=dash,
                                  **rdata["replayed throughput"]), row=4, col=1)
 
+    axis_row = {"y" if i == 1 else f"y{i}": i for i in range(1, len(PANELS) + 1)}
+    for tr in fig.data:  # legend entries grouped by panel, in panel order
+        tr.legendgroup = PANELS[axis_row[tr.yaxis] - 1][0]
     for i, (_, label) in enumerate(PANELS, start=1):
         fig.update_yaxes(title_text=label, row=i, col=1, rangemode="tozero")
     fig.update_yaxes(range=[0, 100], row=3, col=1)
     fig.update_xaxes(title_text="time (s)", row=len(PANELS), col=1)
     fig.update_layout(
         title={"text": _title(trace, title), "x": 0.01},
-        height=height, margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        height=height, width=width, margin={"l": 60, "r": 10, "t": 50, "b": 40},
         hovermode="closest",
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0.99,
-                "xanchor": "right"},
+        legend={"tracegroupgap": 18, "font": {"size": 11}, "y": 1, "yanchor": "top",
+                "groupclick": "toggleitem"},
         template="plotly_white",
     )
     return fig

@@ -142,6 +142,8 @@ class ReplayExplorer:
         Parameter names whose sliders come first (e.g. the one you want to demo).
     continuous_update
         Re-run while a slider is dragged (True) or on release.
+    height, width
+        Figure size in pixels (``width=None`` lets plotly size it).
 
     Attributes: ``figure`` (``go.FigureWidget``), ``sliders`` (name -> widget),
     ``replayed`` (the last replayed Trace), ``last_update_ms`` (kernel time of the last
@@ -150,7 +152,8 @@ class ReplayExplorer:
 
     def __init__(self, traces: Any, policy: str = "threshold", mode: str = "closed", *,
                  params: Mapping[str, Any] | None = None, first: Sequence[str] = (),
-                 continuous_update: bool = True, height: int = 760) -> None:
+                 continuous_update: bool = True, height: int = 760,
+                 width: int | None = 1000) -> None:
         from .policies import available_policies, policy_class
 
         w, go = _require_widgets()
@@ -183,7 +186,8 @@ class ReplayExplorer:
         self._build_sliders(params)
         replayed = self._replay()
         self.figure = go.FigureWidget(viz.trace_figure(self.trace, replayed=replayed,
-                                                       show_replayed=True, height=height))
+                                                       show_replayed=True, height=height,
+                                                       width=width))
         self._index = {d.name: i for i, d in enumerate(self.figure.data)}
         self._show_status(0.0)
         self.widget = w.VBox([w.HBox([self.trace_picker, self.policy_picker,
@@ -378,6 +382,8 @@ class LiveMonitor:
         ``controller.last_sample`` as it polls.
     refresh
         Seconds between figure updates (the background thread's period).
+    height, width, title
+        Figure size in pixels and a fixed title (default: live headline numbers).
     start
         Start the background thread now. It stops by itself once the pool's
         controller stops (``pool.shutdown()``); call :meth:`stop` to join it (in a
@@ -390,7 +396,8 @@ class LiveMonitor:
     """
 
     def __init__(self, pool: AdaptiveThreadPoolExecutor, *, refresh: float = 0.25,
-                 start: bool = True, height: int = 640, title: str | None = None) -> None:
+                 start: bool = True, height: int = 640, width: int | None = 1000,
+                 title: str | None = None) -> None:
         w, go = _require_widgets()
         ctl = getattr(pool, "controller", None)
         if ctl is None:
@@ -413,8 +420,8 @@ class LiveMonitor:
         self._hold = False
         self.status = w.HTML()
         snap = self.snapshot()
-        self.figure = go.FigureWidget(viz.trace_figure(snap, height=height, title=title
-                                                       or self._live_title(snap)))
+        self.figure = go.FigureWidget(viz.trace_figure(
+            snap, height=height, width=width, title=title or self._live_title(snap)))
         self._index = {d.name: i for i, d in enumerate(self.figure.data)}
         self._seen = len(snap.samples)
         self.sliders: dict[str, Any] = {}
