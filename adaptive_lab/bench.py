@@ -426,7 +426,7 @@ def run_once(profile: BenchProfile, config: BenchConfig, root: Path, corpus_file
 def trace_stats(executor: Any, elapsed: float) -> dict[str, Any]:
     """Scale events and direction changes per minute from our pool's recorded trace."""
     trace = executor.trace()
-    events = trace.scale_events() if trace is not None else []
+    events = [e for e in trace.scale_events() if e["t"] <= elapsed] if trace is not None else []
     sizes = [events[0]["from"]] + [e["to"] for e in events] if events else []
     minutes = elapsed / 60.0
     return {"scale_events": len(events),
@@ -462,6 +462,12 @@ def step_copies(settings: BenchSettings, corpus_files: int) -> int:
     the time cap."""
     need = 14_000 * settings.step_at + 10_000 * (settings.step_time_cap - settings.step_at)
     return max(2, math.ceil(need / max(1, corpus_files)))
+
+
+def _failed_run(exc: BaseException) -> dict[str, Any]:
+    return {"error": f"{type(exc).__name__}: {exc}", "files_done": 0, "files_seen": 0,
+            "skipped": 0, "errors": 0, "not_scanned": 0, "unwalked": 0, "capped": False,
+            "accounted": False, "elapsed_s": 0.0, "files_per_s": 0.0, "trace": None}
 
 
 def _count_files(root: Path) -> int:
@@ -536,8 +542,11 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], object] | N
                     safe = cfg.name.replace(":", "-")
                     tpath = trace_dir / f"{pname}__{safe}__r{rep}.jsonl" \
                         if cfg.uses_our_pool else None
-                    rec, times = run_once(profiles[pname], cfg, root, nfiles, settings,
-                                          tpath, scan_fn)
+                    try:
+                        rec, times = run_once(profiles[pname], cfg, root, nfiles, settings,
+                                              tpath, scan_fn)
+                    except Exception as exc:  # one broken run must not lose the others
+                        rec, times = _failed_run(exc), np.empty(0)
                     rec.update(rep=rep, position=pos, cache=profiles[pname].cache)
                     if rec.get("trace"):
                         rec["trace"] = os.path.relpath(rec["trace"], out_dir)
@@ -545,7 +554,8 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], object] | N
                     completions.setdefault((pname, cfg.name), []).append(times)
                     say(f"[{k}/{total}] r{rep} {pname:<13} {cfg.name:<24} "
                         f"{rec['files_per_s']:>9.0f} files/s"
-                        + (" (capped)" if rec.get("capped") else ""))
+                        + (" (capped)" if rec.get("capped") else "")
+                        + (f" FAILED: {rec['error']}" if "error" in rec else ""))
         doc: dict[str, Any] = {
             "schema": SCHEMA, "version": VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -124,6 +124,7 @@ def aggregate(settings: BenchSettings, profiles: dict[str, BenchProfile],
             if step is not None:
                 row["summary"]["converge_s"] = step["converge"][cfg.name]
             row["all_accounted"] = all(r["accounted"] for r in rs)
+            row["failed_runs"] = sum("error" in r for r in rs)
             row["capped_runs"] = sum(bool(r.get("capped")) for r in rs)
             row["runs"] = rs
             rows.append(row)
@@ -260,7 +261,8 @@ def format_table(doc: dict[str, Any]) -> str:
                 f"{_f(s['worker_seconds']['median']):>6} "
                 f"{_f(s['direction_changes_per_min']['median'], '{:.1f}'):>5}"
                 + ("  (capped)" if r["capped_runs"] else "")
-                + ("" if r["all_accounted"] else "  FILES NOT ACCOUNTED"))
+                + (f"  {r['failed_runs']} RUN(S) FAILED" if r.get("failed_runs") else
+                   "" if r["all_accounted"] else "  FILES NOT ACCOUNTED"))
         o = p["oracle"]
         if o:
             lines.append(f"oracle: {o['config']} at {o['files_per_s']:.0f} files/s")

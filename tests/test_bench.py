@@ -245,3 +245,22 @@ def test_table_and_html(quick_doc: tuple[dict, Path, str]) -> None:
     page = (tmp / "r.html").read_text()
     assert page.startswith("<!doctype html>") and "plotly" in page.lower()
     assert write_html(doc, tmp / "again.html") is not None
+
+
+def test_a_failing_run_is_recorded_and_the_rest_goes_on(tmp_path: Path) -> None:
+    calls = []
+
+    def broken_scan(root: object, executor: object, **kw: object) -> None:
+        calls.append(kw["profile"])
+        raise RuntimeError("disk on fire")
+
+    settings = BenchSettings(profiles=[BENCH_PROFILES["local"]], policies=[],
+                             files_count=20, repeat=2, fixed_sizes=(2,), references=False,
+                             output=tmp_path / "r.json")
+    doc = bench.run_benchmark(settings, scan_fn=broken_scan)
+    (prof,) = doc["profiles"]
+    assert len(calls) == 2 * len(prof["configs"]) == 8  # every run was attempted
+    for c in prof["configs"]:
+        assert c["failed_runs"] == 2 and not c["all_accounted"]
+        assert all(r["error"] == "RuntimeError: disk on fire" for r in c["runs"])
+    assert "RUN(S) FAILED" in format_table(doc)
