@@ -279,6 +279,8 @@ def lab_server(
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.expose_app_in_browser=True",
+            # A test's kernel may hold non-daemon threads (a pool); don't wait 5 s for it.
+            "--KernelManager.shutdown_wait_time=1.0",
         ]  # fmt: skip
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -346,9 +348,11 @@ def lab_page(chromium_browser: Any, lab_server: LabServer) -> Iterator[Any]:
     page.on("pageerror", lambda err: page.console_errors.append(f"pageerror: {err}"))
     page.on(
         "console",
-        lambda msg: page.console_errors.append(f"console.{msg.type}: {msg.text}")
-        if msg.type == "error"
-        else None,
+        lambda msg: (
+            page.console_errors.append(f"console.{msg.type}: {msg.text}")
+            if msg.type == "error"
+            else None
+        ),
     )
     try:
         yield page

@@ -46,14 +46,15 @@ KERNEL_READY_JS = f"""(path) => {{
 TRACK_KERNEL_JS = f"""() => {{
     const k = ({_PANEL_JS}).sessionContext.session.kernel;
     const track = {{started: 0, executed: 0, errors: [], status: k.status, commSent: 0,
-                   commDone: 0, sent: {{}}, received: {{}}}};
-    const ours = new Set();
+                   commDone: 0, pending: {{}}, sent: {{}}, received: {{}}}};
     k.anyMessage.connect((_, args) => {{
         const msg = args.msg, type = msg.header.msg_type;
         const box = args.direction === 'send' ? track.sent : track.received;
         box[type] = (box[type] || 0) + 1;
         if (args.direction === 'send' && type === 'comm_msg') {{
-            ours.add(msg.header.msg_id);
+            const data = msg.content.data || {{}};
+            track.pending[msg.header.msg_id] = (data.method || '?') + ':'
+                + Object.keys(data.state || {{}}).join(',');
             track.commSent += 1;
         }}
     }});
@@ -66,7 +67,10 @@ TRACK_KERNEL_JS = f"""() => {{
             track.status = state;
             if (parent === 'execute_request' && state === 'busy') track.started += 1;
             if (parent === 'execute_request' && state === 'idle') track.executed += 1;
-            if (state === 'idle' && ours.has(msg.parent_header.msg_id)) track.commDone += 1;
+            if (state === 'idle' && msg.parent_header.msg_id in track.pending) {{
+                delete track.pending[msg.parent_header.msg_id];
+                track.commDone += 1;
+            }}
         }}
     }});
     window.__labTrack = track;
@@ -118,31 +122,32 @@ WIDGETS_SETTLED_JS = """() => {
     return again;
 }"""
 
-# Sample the "workers" trace every 100 ms in the page, keeping each distinct state.
+# Record each distinct state of the trace named `name` as the page draws it: on every
+# plotly redraw of its figure (plotly_afterplot) and, as a backstop, every 100 ms.
 SAMPLE_WORKERS_JS = f"""(name) => {{
     window.__workers = [];
-    const read = () => {{
+    const hooked = new WeakSet();
+    const record = () => {{
         for (const gd of ({_PANEL_JS}).node.querySelectorAll('.js-plotly-plot')) {{
             const i = (gd.data || []).findIndex(t => t.name === name);
             if (i < 0 || !gd._fullData) continue;
+            if (!hooked.has(gd) && gd.on) {{ hooked.add(gd); gd.on('plotly_afterplot', record); }}
             const f = gd._fullData.find(ft => ft.index === i) || {{}};
             const raw = gd.data[i].y;
             const src = (Array.isArray(raw) || ArrayBuffer.isView(raw)) ? raw : f.y;
-            const y = Array.from(src || [], Number).filter(v => Number.isFinite(v));
-            return y;
+            const y = Array.from(src || [], v => (v == null ? NaN : Number(v)))
+                .filter(v => Number.isFinite(v));
+            if (y.length === 0) return;
+            const t = window.__labTrack;
+            const snap = {{n: y.length, first: y[0], max: Math.max(...y), last: y[y.length - 1],
+                          running: t.started > t.executed, ms: Math.round(performance.now())}};
+            const prev = window.__workers[window.__workers.length - 1];
+            if (!prev || prev.n !== snap.n || prev.max !== snap.max || prev.last !== snap.last)
+                window.__workers.push(snap);
+            return;
         }}
-        return null;
     }};
-    window.__workersTimer = setInterval(() => {{
-        const y = read();
-        if (!y || y.length === 0) return;
-        const t = window.__labTrack;
-        const snap = {{n: y.length, first: y[0], max: Math.max(...y), last: y[y.length - 1],
-                      running: t.started > t.executed, ms: Math.round(performance.now())}};
-        const prev = window.__workers[window.__workers.length - 1];
-        if (!prev || prev.n !== snap.n || prev.max !== snap.max || prev.last !== snap.last)
-            window.__workers.push(snap);
-    }}, 100);
+    window.__workersTimer = setInterval(record, 100);
 }}"""
 
 WORKERS_GREW_JS = """() => {
@@ -199,8 +204,7 @@ DIAGNOSE_JS = f"""() => {{
                 : ArrayBuffer.isView(y) ? 'typed' + y.length : typeof y + Object.keys(y);
             return (t.name ?? '?') + ':' + kind;
         }}).join(', '));
-    return JSON.stringify({{track: window.__labTrack, widgets: w.node.querySelectorAll(
-        '.jupyter-widgets').length, plots}});
+    return JSON.stringify({{track: window.__labTrack, plots, workers: window.__workers}});
 }}"""
 
 
@@ -217,17 +221,24 @@ def fail_with_context(page: Any, server: Any, message: str) -> None:
     )
 
 
+def wait_until(
+    page: Any, server: Any, js: str, what: str, arg: Any = None, timeout: float = RUN_TIMEOUT_MS
+) -> None:
+    """Wait for the page condition ``js`` (polled every 100 ms); fail saying ``what``."""
+    try:
+        page.wait_for_function(js, arg=arg, timeout=timeout, polling=100)
+    except Exception as exc:  # playwright's TimeoutError, or the page went away
+        fail_with_context(page, server, f"timed out waiting for {what}: {exc}")
+
+
 def open_notebook(page: Any, server: Any, name: str, phase: Phases | None = None) -> None:
     """Open ``name`` in a fresh workspace and wait for its connected, idle kernel."""
     server.require(name)
     page.goto(server.lab_url(name, f"t-{uuid.uuid4().hex[:12]}"))
-    page.wait_for_function("() => !!window.jupyterapp", timeout=RUN_TIMEOUT_MS, polling=100)
+    wait_until(page, server, "() => !!window.jupyterapp", "JupyterLab to load")
     if phase is not None:
         phase("lab")
-    try:
-        page.wait_for_function(KERNEL_READY_JS, arg=name, timeout=RUN_TIMEOUT_MS, polling=100)
-    except Exception as exc:  # playwright's TimeoutError
-        fail_with_context(page, server, f"no connected idle kernel for {name}: {exc}")
+    wait_until(page, server, KERNEL_READY_JS, f"a connected idle kernel for {name}", name)
     # A clean view for the user (and the screenshot): the file browser closed.
     page.evaluate(
         """async () => {
@@ -249,13 +260,7 @@ def start_run_all(page: Any) -> int:
 
 def wait_run_done(page: Any, server: Any, cells: int, name: str) -> None:
     """Wait until every code cell has run; fail on the first Python error."""
-    try:
-        page.wait_for_function(RUN_DONE_JS, arg=cells, timeout=RUN_TIMEOUT_MS, polling=100)
-    except Exception as exc:
-        track = page.evaluate("() => window.__labTrack")
-        fail_with_context(
-            page, server, f"{name}: Run All of {cells} cells did not finish ({track}): {exc}"
-        )
+    wait_until(page, server, RUN_DONE_JS, f"Run All of {name}'s {cells} code cells", cells)
     errors = page.evaluate("() => window.__labTrack.errors")
     if errors:
         fail_with_context(page, server, f"{name} raised in the browser run: {errors}")
@@ -280,7 +285,7 @@ def test_replay_explorer_slider_redraws_figure(
     slider = page.locator(".jp-NotebookPanel:visible .widget-slider").first
     slider.wait_for(state="attached")
     slider.scroll_into_view_if_needed()
-    page.wait_for_function(FIGURE_RENDERED_JS, polling=100)
+    wait_until(page, lab_server, FIGURE_RENDERED_JS, "the explorer's figure to render")
     phase("figure")
     before = page.evaluate(TRACES_JS, 0)
     before_json = page.evaluate(f"() => JSON.stringify(({TRACES_JS})(0))")
@@ -291,13 +296,10 @@ def test_replay_explorer_slider_redraws_figure(
     handle.focus()
     for _ in range(3):
         handle.press("ArrowRight")
-    try:
-        page.wait_for_function(FIGURE_CHANGED_JS, arg=before_json, polling=100)
-    except Exception as exc:
-        fail_with_context(page, lab_server, f"slider {value_before} -> {readout.inner_text()} "
-                          f"did not change the figure's data: {exc}")  # fmt: skip
+    wait_until(page, lab_server, FIGURE_CHANGED_JS, f"the figure's data to change after the "
+               f"slider moved {value_before} -> {readout.inner_text()}", before_json)  # fmt: skip
     # Let every queued slider update reach the kernel and come back before comparing.
-    page.wait_for_function(WIDGETS_SETTLED_JS, polling=100)
+    wait_until(page, lab_server, WIDGETS_SETTLED_JS, "the kernel to handle the widget changes")
     frame(page)
     after = page.evaluate(TRACES_JS, 0)
     value_after = readout.inner_text()
@@ -328,11 +330,7 @@ def test_quickstart_live_monitor_grows(
     phase("kernel")
     cells = start_run_all(page)
     page.evaluate(SAMPLE_WORKERS_JS, RECORDED)
-    try:
-        page.wait_for_function(WORKERS_GREW_JS, timeout=RUN_TIMEOUT_MS, polling=100)
-    except Exception as exc:
-        samples = page.evaluate("() => window.__workers")
-        fail_with_context(page, lab_server, f"the workers trace did not grow: {samples}: {exc}")
+    wait_until(page, lab_server, WORKERS_GREW_JS, f"the {RECORDED!r} trace to grow")
     phase("growth")
     settle_for_screenshot(page, page.locator(".jp-NotebookPanel:visible .js-plotly-plot").first)
     page.screenshot(path=str(screenshot_dir / "quickstart_live_monitor.png"))
