@@ -464,6 +464,19 @@ def step_copies(settings: BenchSettings, corpus_files: int) -> int:
     return max(2, math.ceil(need / max(1, corpus_files)))
 
 
+def _manifest_params(corpus: Path) -> dict[str, Any]:
+    """The generator's parameters from a reused corpus's manifest, if it has one."""
+    import json
+
+    from .workloads import MANIFEST_NAME
+
+    try:
+        body = json.loads((corpus / MANIFEST_NAME).read_text())
+        return {"bytes": body["bytes"], **body["params"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def _failed_run(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}", "files_done": 0, "files_seen": 0,
             "skipped": 0, "errors": 0, "not_scanned": 0, "unwalked": 0, "capped": False,
@@ -498,6 +511,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], object] | N
                 Path(settings.corpus).iterdir()):
             corpus = Path(settings.corpus)
             corpus_info: dict[str, Any] = {"root": str(corpus), "reused": True}
+            corpus_info.update(_manifest_params(corpus))
         else:
             corpus = Path(settings.corpus) if settings.corpus else work / "corpus"
             say(f"writing a {settings.files_count}-file corpus to {corpus} ...")
