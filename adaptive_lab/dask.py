@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from distributed import Client
 from distributed.deploy.adaptive import Adaptive
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -36,7 +37,6 @@ from distributed.protocol import pickle as dask_pickle
 from tornado.ioloop import PeriodicCallback
 
 from .clock import Clock, SystemClock
-from .controller import _latency
 from .policies import Decision, Observation, Policy, make_policy
 from .policies.base import clamp_target
 from .trace import Recorder, Trace
@@ -54,6 +54,14 @@ DASK_BATCH_SECONDS = 0.05
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else NAN
+
+
+def _latency(times: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, p50 and p95 of task times (NaN when none finished), as the controller."""
+    if not times:
+        return NAN, NAN, NAN
+    p50, p95 = np.percentile(np.asarray(times, dtype=np.float64), (50, 95))
+    return _mean(times), float(p50), float(p95)
 
 
 class TaskCounter(SchedulerPlugin):
