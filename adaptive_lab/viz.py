@@ -33,10 +33,10 @@ INSTALL_HINT = "pip install adaptive-lab[notebooks]"
 #: Rows of :func:`trace_figure`: (key, y-axis title).
 PANELS: tuple[tuple[str, str], ...] = (
     ("workers", "workers"),
-    ("queue", "queued tasks"),
-    ("system", "CPU / memory %"),
+    ("queue", "queued"),
+    ("system", "CPU, mem %"),
     ("throughput", "tasks/s"),
-    ("latency", "task time (ms)"),
+    ("latency", "task ms"),
 )
 #: Panel heights relative to each other (the workers panel is the story).
 _ROW_HEIGHTS = (0.32, 0.17, 0.17, 0.17, 0.17)

@@ -396,7 +396,7 @@ class LiveMonitor:
     """
 
     def __init__(self, pool: AdaptiveThreadPoolExecutor, *, refresh: float = 0.25,
-                 start: bool = True, height: int = 640, width: int | None = 1000,
+                 start: bool = True, height: int = 700, width: int | None = 1000,
                  title: str | None = None) -> None:
         w, go = _require_widgets()
         ctl = getattr(pool, "controller", None)
