@@ -257,3 +257,17 @@ def test_tick_cost_is_small(benchmark=None):
     per_tick = (time.process_time() - t0) / 200
     ex.shutdown()
     assert per_tick < 0.010
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 64, 65, 500])
+def test_latency_stats_match_numpy(n):
+    import random
+
+    import numpy as np
+
+    from adaptive_lab.controller import _latency
+
+    rng = random.Random(n)
+    xs = [rng.random() for _ in range(n)]
+    a = np.asarray(xs)
+    assert np.allclose(_latency(xs), (a.mean(), *np.percentile(a, (50, 95))))
