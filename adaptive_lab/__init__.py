@@ -37,6 +37,16 @@ from .policies import (
     register_policy,
 )
 from .pool import AdaptiveThreadPoolExecutor, BrokenThreadPool, PoolStats, default_bounds
+from .sim import (
+    Segment,
+    SimulatedPool,
+    SweepResult,
+    WorkloadModel,
+    record_scan,
+    replay,
+    simulate,
+    sweep,
+)
 from .trace import Recorder, Trace, TraceFormatError
 
 __version__ = "0.1.0"
@@ -61,6 +71,9 @@ __all__ = [
     "PsutilMetrics",
     "Recorder",
     "ScriptedMetrics",
+    "Segment",
+    "SimulatedPool",
+    "SweepResult",
     "SystemClock",
     "SystemSample",
     "TargetTrackingPolicy",
@@ -71,6 +84,7 @@ __all__ = [
     "UtilizationBandPolicy",
     "VegasPolicy",
     "WorkerPoolMetrics",
+    "WorkloadModel",
     "__version__",
     "available_cores",
     "available_policies",
@@ -78,5 +92,9 @@ __all__ = [
     "make_policy",
     "parse_assignments",
     "policy_class",
+    "record_scan",
     "register_policy",
+    "replay",
+    "simulate",
+    "sweep",
 ]

@@ -145,28 +145,6 @@ def run(args: argparse.Namespace) -> int:
                                         sample_period=1.0), args.repeat)
     record("simulate_closed_source_workload", sec, None, samples=len(sim.samples),
            note="the source run's own work (ends when done)")
-    # where closed-loop time goes: the controller's np.percentile on task times
-    import adaptive_lab.controller as controller
-
-    from ..metrics import percentile
-
-    orig = controller._latency
-
-    def fast_latency(times: Any) -> tuple[float, float, float]:
-        if not times:
-            return orig(times)
-        s = sorted(times)
-        return sum(s) / len(s), percentile(s, 50), percentile(s, 95)
-
-    controller._latency = fast_latency  # a what-if measurement, restored below
-    try:
-        sec, _ = best_of(lambda: simulate(model, ThresholdPolicy(), duration=3600.0,
-                                          tasks=10**12, interval=5.0, sample_period=1.0),
-                         max(1, args.repeat // 2))
-    finally:
-        controller._latency = orig
-    record("simulate_closed_1h_if_controller_latency_pure_python", sec, 0.100,
-           note="what-if: controller._latency without np.percentile for short lists")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {args.output}")
