@@ -74,9 +74,9 @@ def test_climb_then_settle_between_the_last_two_sizes() -> None:
     # 2 -> 400 (jump: 20,000 x 20 ms). At 400: the 0.2 window is a transient (settle
     # 0.1 s after the change at 0.1), then 0.3 s at 9000/s, 22 ms: elasticity
     # (9000/100 - 1)/(400/2 - 1) = 0.447, Little (200 x 20/22 - 1)/199 = 0.909, mean
-    # 0.68 >= 0.2 -> x2 = 800, clamped to 512. At 512: 9500/s, 54 ms: elasticity
+    # 0.68 >= 0.1 -> x2 = 800, clamped to 512. At 512: 9500/s, 54 ms: elasticity
     # (9500/9000 - 1)/(512/400 - 1) = 0.198, Little (1.28 x 22/54 - 1)/0.28 = -1.71,
-    # mean -0.76 < 0.2; the gain 1.056 is above noise 5 % -> settle at
+    # mean -0.76 < 0.1; the gain 1.056 is above noise 5 % -> settle at
     # round(sqrt(400 x 512)) = 453.
     run_table(ThroughputSeekingPolicy(), [
         (0.1, 2, 100, 0.02, 400, "jump"),

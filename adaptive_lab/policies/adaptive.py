@@ -32,7 +32,7 @@ Sources: Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 
 2016 (startup gain 2, full-pipe test, ProbeBW gain cycle); Little's law; .NET
 ``PortableThreadPool.HillClimbing.cs`` (bias toward fewer threads); dask
 ``distributed/deploy/adaptive_core.py`` (scale down after consecutive
-recommendations). Defaults: growth 2, min_gain 0.2, probe_step 1.25, probe every
+recommendations). Defaults: growth 2, min_gain 0.1, probe_step 1.25, probe every
 2-8 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
 change 0.25, rate_guess 20,000 tasks/s, max_jump 256, idle_util 0.5 for 1 s,
 headroom 1.5, decisions every 0.1 s.
@@ -136,7 +136,7 @@ class ThroughputSeekingPolicy(Policy):
     PARAMS = (
         Param("growth", 2.0, 1.1, 8.0, 0.1,
               "size multiplier per step while throughput keeps scaling (climb/descent)"),
-        Param("min_gain", 0.2, 0.0, 1.0, 0.05,
+        Param("min_gain", 0.1, 0.0, 1.0, 0.05,
               "keep climbing while throughput elasticity (dX/X)/(dn/n) is at least this"),
         Param("noise", 0.05, 0.0, 0.5, 0.01,
               "relative throughput difference treated as measurement noise"),
