@@ -38,6 +38,7 @@ __all__ = [
     "PROFILES",
     "CorpusInfo",
     "Profile",
+    "compare_scan_speed",
     "inspect_bytes",
     "make_corpus",
     "native_scan_command",
@@ -294,3 +295,51 @@ def run_native_scan(root: str | os.PathLike, digest: str = "sha256", procs: int 
     proc = subprocess.run(["sh", "-c", cmd], capture_output=True, check=False)
     return {"command": cmd, "seconds": time.perf_counter() - t0,
             "returncode": proc.returncode}
+
+
+def compare_scan_speed(root: str | os.PathLike, repeats: int = 5, digest: str = "sha256",
+                       workers: tuple[int, ...] = (2,)) -> dict[str, Any]:
+    """Side-by-side warm-cache speed check of the scanner against the references.
+
+    Runs, interleaved ``repeats`` times: the native pipeline, the plain loop,
+    :func:`~adaptive_lab.scanner.scan` with its default executor and with a
+    ``ThreadPoolExecutor`` of each size in ``workers``. Returns the median files/s per
+    configuration, every run, and the ratios to the native command and to the plain
+    loop. A first untimed plain pass warms the page cache. Use it on a quiet machine;
+    other load shifts all numbers (compare ratios).
+    """
+    import statistics
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .scanner import scan
+
+    n = plain_loop_scan(root, digest)["files"]
+
+    def timed_scan(k: int | None) -> float:
+        t0 = time.perf_counter()
+        if k is None:
+            done = scan(root, digest=digest).files
+        else:
+            with ThreadPoolExecutor(k) as ex:
+                done = scan(root, ex, digest=digest).files
+        if done != n:
+            raise RuntimeError(f"scan saw {done} files, expected {n}")
+        return n / (time.perf_counter() - t0)
+
+    configs: dict[str, Any] = {
+        "native": lambda: n / run_native_scan(root, digest)["seconds"],
+        "plain_loop": lambda: plain_loop_scan(root, digest)["files_per_s"],
+        "scan_default": lambda: timed_scan(None),
+    }
+    for k in workers:
+        configs[f"scan_tpe{k}"] = lambda k=k: timed_scan(k)
+    runs: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, fn in configs.items():
+            runs[name].append(fn())
+    med = {name: statistics.median(v) for name, v in runs.items()}
+    return {"root": os.fspath(root), "files": n, "digest": digest, "repeats": repeats,
+            "files_per_s": med, "runs": runs,
+            "ratio_to_native": {k: v / med["native"] for k, v in med.items()},
+            "ratio_to_plain_loop": {k: v / med["plain_loop"] for k, v in med.items()},
+            "load_average": os.getloadavg()}

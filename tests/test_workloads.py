@@ -144,3 +144,16 @@ def test_plain_loop_and_native_reference(tmp_path):
     assert cmd.startswith("find ") and "xargs -0 -n500 -P2 openssl dgst -sha256" in cmd
     if shutil.which("openssl") and shutil.which("xargs"):
         assert run_native_scan(info.root)["returncode"] == 0
+
+
+@pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("xargs")),
+                    reason="needs openssl and xargs")
+def test_compare_scan_speed_reports_every_configuration(tmp_path):
+    from adaptive_lab.workloads import compare_scan_speed
+
+    info = make_corpus(tmp_path / "c", files=40, seed=6)
+    r = compare_scan_speed(info.root, repeats=1, workers=(1, 2))
+    names = {"native", "plain_loop", "scan_default", "scan_tpe1", "scan_tpe2"}
+    assert set(r["files_per_s"]) == names and r["files"] == 40
+    assert r["ratio_to_native"]["native"] == 1.0
+    assert all(len(v) == 1 and v[0] > 0 for v in r["runs"].values())
