@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from . import viz
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,6 +119,27 @@ def make_slider(p: Param, value: Any, continuous_update: bool = True) -> Any:
                          readout_format=f".{decimals}f", **common)
 
 
+def _column(samples: list[dict[str, Any]], key: str) -> np.ndarray:
+    """One sample field as a float array (NaN where missing), without the other fields."""
+    return np.fromiter((math.nan if s.get(key) is None else s[key] for s in samples),
+                       np.float64, len(samples))
+
+
+def _throughput_and_cost(tr: Trace) -> tuple[float, float]:
+    """Tasks/s and worker-seconds of a trace, as ``Trace.summary`` computes them (fast)."""
+    s = tr.samples
+    if len(s) < 2:
+        return math.nan, 0.0
+    t, w = _column(s, "t"), _column(s, "workers")
+
+    def done(x: dict[str, Any]) -> int:
+        return x.get("completed", 0) + max(x.get("failed", 0), 0)
+
+    dur = t[-1] - t[0]
+    thr = (done(s[-1]) - done(s[0])) / dur if dur > 0 else math.nan
+    return thr, float(np.sum((w[1:] + w[:-1]) * np.diff(t)) / 2.0)
+
+
 def _status(ms: float, text: str) -> str:
     return (f"<span style='font-family:monospace;font-size:12px'>{html.escape(text)}"
             f" &middot; update {ms:.1f} ms</span>")
@@ -169,6 +192,7 @@ class ReplayExplorer:
         self.error: str | None = None
         self.replayed: Trace | None = None
         self._models: dict[str, Any] = {}
+        self._summaries: dict[str, dict[str, Any]] = {}
         self._hold = False
         self.sliders: dict[str, Any] = {}
 
@@ -305,12 +329,18 @@ class ReplayExplorer:
                     tr = self.figure.data[self._index[name]]
                     for k, v in d.items():
                         setattr(tr, k, v)
-        self.last_update_ms = (time.perf_counter() - t0) * 1000.0
+        self._show_status(time.perf_counter() - t0)
+        self.last_update_ms = (time.perf_counter() - t0) * 1000.0  # replay, figure, status
         self.updates += 1
-        self._show_status(self.last_update_ms)
         return replayed
 
-    def _show_status(self, ms: float) -> None:
+    def _recorded_summary(self) -> dict[str, Any]:
+        key = self.trace_picker.value
+        if key not in self._summaries:
+            self._summaries[key] = self.trace.summary()
+        return self._summaries[key]
+
+    def _show_status(self, seconds: float) -> None:
         if self.error is not None:
             self.status.value = ("<span style='color:#b00'>invalid parameters: "
                                  f"{html.escape(self.error)}</span>")
@@ -319,22 +349,19 @@ class ReplayExplorer:
         if rep is None:
             self.status.value = ""
             return
-        rec = self.trace.summary()
+        rec = self._recorded_summary()
         n_scale = len(rep.scale_events())
         if self.mode == "open":
-            import numpy as np
-
-            tgt = np.array([s.get("target", math.nan) for s in rep.samples], dtype=float)
+            tgt = _column(rep.samples, "target")
             text = (f"open loop: mean target {np.nanmean(tgt):.1f} workers "
                     f"(recorded {rec['mean_workers']:.1f}), {n_scale} scale decisions "
                     f"(recorded {rec['scale_events']})")
         else:
-            s = rep.summary()
-            text = (f"closed loop: {s['throughput']:.0f} tasks/s, "
-                    f"{s['worker_seconds']:.0f} worker-s, {n_scale} scale events; recorded "
-                    f"{rec['throughput']:.0f} tasks/s, {rec['worker_seconds']:.0f} worker-s, "
-                    f"{rec['scale_events']} scale events")
-        self.status.value = _status(ms, text)
+            thr, ws = _throughput_and_cost(rep)
+            text = (f"closed loop: {thr:.0f} tasks/s, {ws:.0f} worker-s, {n_scale} scale "
+                    f"events; recorded {rec['throughput']:.0f} tasks/s, "
+                    f"{rec['worker_seconds']:.0f} worker-s, {rec['scale_events']} scale events")
+        self.status.value = _status(seconds * 1000.0, text)
 
     # -- callbacks ------------------------------------------------------------------
     def _on_slider(self, change: Any) -> None:

@@ -237,3 +237,24 @@ def test_first_slider_of_notebook_02_changes_every_shipped_trace():
         first.value += first.step
         assert not np.array_equal(before, ydata(ex.figure, "replayed target")), name
         first.value -= first.step
+
+
+def test_lab_command_strips_unchecked_outputs_and_finds_notebooks(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    from adaptive_lab.commands.lab import hour_trace, notebooks_dir, strip_notebook
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", execution_count=1,
+                                  outputs=[nbformat.v4.new_output("stream", text="1\n")]),
+        nbformat.v4.new_code_cell("fig", execution_count=2, outputs=[
+            nbformat.v4.new_output("display_data", data={"text/plain": "x"})]),
+    ])
+    nb.metadata["widgets"] = {"state": {}}
+    assert strip_notebook(nb) == 1
+    assert "widgets" not in nb.metadata
+    assert nb.cells[0].outputs[0]["text"] == "1\n" and nb.cells[0].execution_count == 1
+    assert nb.cells[1].outputs == [] and nb.cells[1].execution_count is None
+    with pytest.raises(ValueError, match="--notebooks"):
+        notebooks_dir(tmp_path)
+    tr = hour_trace(600)
+    assert len(tr.samples) == 600 and tr.duration == 599.0 and tr.scale_events()
