@@ -256,5 +256,5 @@ def test_lab_command_strips_unchecked_outputs_and_finds_notebooks(tmp_path):
     assert nb.cells[1].outputs == [] and nb.cells[1].execution_count is None
     with pytest.raises(ValueError, match="--notebooks"):
         notebooks_dir(tmp_path)
-    tr = hour_trace(600)
-    assert len(tr.samples) == 600 and tr.duration == 599.0 and tr.scale_events()
+    tr = hour_trace(1200)
+    assert len(tr.samples) == 1200 and tr.duration == 1199.0 and tr.scale_events()
