@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         cmd.append(f"--port={args.port}")
     if args.no_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers: Jupyter refuses root
+        cmd.append("--allow-root")
     print("running:", " ".join(cmd))
     return subprocess.call(cmd)
 
