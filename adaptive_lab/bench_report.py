@@ -28,7 +28,7 @@ METRICS = ("files_per_s", "ms_per_file", "task_p50_ms", "task_p95_ms", "peak_cpu
            "direction_changes_per_min", "scale_events", "elapsed_s")
 DEFAULT_POLICY = "policy:adaptive"
 
-__all__ = ["aggregate", "format_matrix", "format_table", "write_html"]
+__all__ = ["aggregate", "format_markdown", "format_matrix", "format_table", "write_html"]
 
 
 def _paired(runs: list[dict], ref: list[dict], f: Any) -> list[float | None]:
@@ -387,3 +387,65 @@ def write_html(doc: dict[str, Any], path: str | Path) -> Path | None:
 def _colour(kind: str) -> str:
     return {"baseline": "#7f7f7f", "tpe_default": "#8c564b", "fixed": "#1f77b4",
             "seed": "#d62728", "policy": "#2ca02c", "reference": "#9467bd"}.get(kind, "#333")
+
+
+def format_markdown(doc: dict[str, Any]) -> str:
+    """A compact Markdown summary for a README: per profile the baseline, the TPE
+    default, the oracle, the seed and the default policy; then the policy matrix."""
+    profs = [p for p in doc["profiles"] if p["available"]]
+    key = ("tpe-default", "seed-threshold", DEFAULT_POLICY)
+    out = ["| profile | baseline-4 | tpe-default | oracle | seed-threshold | "
+           f"{DEFAULT_POLICY} | seed's claim |", "|---|---|---|---|---|---|---|"]
+    for p in profs:
+        def cell(name: str, p: dict = p) -> str:
+            r = _row(p["configs"], name)
+            if r is None:
+                return "-"
+            s = r["summary"]
+            txt = _f(s["files_per_s"]["median"])
+            if name != p["baseline"]["config"]:
+                txt += f" ({_f(s['ratio_to_oracle']['median'], '{:.2f}')} x)"
+            return txt
+        o = p["oracle"] or {}
+        sc = p["seed_claim"]
+        verdict = ("holds" if sc.get("holds") else
+                   "vs baseline only" if sc.get("holds_vs_baseline") else
+                   "vs TPE default only" if sc.get("holds_vs_tpe_default") else "no")
+        g = sc.get("gain_vs_baseline_percent")
+        verdict += f" ({_f(g, '{:+.0f}')} %)" if g is not None else ""
+        out.append(f"| {p['name']} ({p['cache']}) | {cell(p['baseline']['config'])} | "
+                   f"{cell(key[0])} | {_f(o.get('files_per_s'))} ({o.get('config', '-')}) | "
+                   f"{cell(key[1])} | {cell(key[2])} | {verdict} |")
+    for p in doc["profiles"]:
+        if not p["available"]:
+            out.append(f"| {p['name']} | unavailable: {p['reason']} | | | | | |")
+    names = []
+    for p in profs:
+        for r in p["configs"]:
+            if r["kind"] in ("seed", "policy") and r["name"] not in names:
+                names.append(r["name"])
+    out += ["", "Ratio to the oracle (median; step: ratio / time to 90 % after the step; "
+            "cost = worker-seconds, osc = direction changes per minute, medians over "
+            "profiles):", "",
+            "| policy | " + " | ".join(p["name"] for p in profs) + " | cost | osc |",
+            "|---|" + "---|" * (len(profs) + 2)]
+    for n in names:
+        cells, cost, osc = [], [], []
+        for p in profs:
+            r = _row(p["configs"], n)
+            if r is None:
+                cells.append("-")
+                continue
+            s = r["summary"]
+            c = _f(s["ratio_to_oracle"]["median"], "{:.2f}")
+            conv = s.get("converge_s")
+            if conv is not None:
+                c += " / " + (_f(conv["median"], "{:.1f} s") if conv["median"] is not None
+                              else "never")
+            cells.append(c)
+            cost.append(s["worker_seconds"]["median"])
+            osc.append(s["direction_changes_per_min"]["median"])
+        out.append(f"| {n} | " + " | ".join(cells)
+                   + f" | {_f(describe(cost)['median'])} | "
+                     f"{_f(describe(osc)['median'], '{:.1f}')} |")
+    return "\n".join(out)

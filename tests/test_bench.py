@@ -166,7 +166,7 @@ def quick_doc(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str
                    "--profile", "local,cold,latency-5ms,step", "--policy", "threshold",
                    "--fixed-sizes", "2,16", "--time-cap", "0.3", "--step-at", "0.2",
                    "--step-time-cap", "0.6", "--output", str(out),
-                   "--html", str(tmp / "r.html")])
+                   "--html", str(tmp / "r.html"), "--markdown", str(tmp / "r.md")])
     finally:
         bench.can_drop_caches = orig
     assert rc == 0
@@ -245,6 +245,9 @@ def test_table_and_html(quick_doc: tuple[dict, Path, str]) -> None:
     page = (tmp / "r.html").read_text()
     assert page.startswith("<!doctype html>") and "plotly" in page.lower()
     assert write_html(doc, tmp / "again.html") is not None
+    md = (tmp / "r.md").read_text()
+    assert md.startswith("| profile |") and "| cold | unavailable" in md
+    assert "| seed-threshold |" in md and "| policy:threshold |" in md
 
 
 def test_a_failing_run_is_recorded_and_the_rest_goes_on(tmp_path: Path) -> None:

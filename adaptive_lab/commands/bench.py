@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmark_results.json"),
                         help="results JSON (traces go to <stem>_traces/ next to it)")
     parser.add_argument("--html", type=Path, default=None, help="also write an HTML report")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="also write a compact Markdown summary (for a README)")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="reuse this corpus directory (created there if empty/missing)")
     parser.add_argument("--seed", type=int, default=0,
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_profiles,
         run_benchmark,
     )
-    from ..bench_report import format_table, write_html
+    from ..bench_report import format_markdown, format_table, write_html
 
     quick = args.quick
 
@@ -102,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
                            encoding="utf-8")
     print(format_table(doc))
     print(f"\nwrote {args.output} ({time.perf_counter() - t0:.0f} s)")
+    if args.markdown is not None:
+        args.markdown.write_text(format_markdown(doc) + "\n", encoding="utf-8")
+        print(f"wrote {args.markdown}")
     if args.html is not None:
         out = write_html(doc, args.html)
         if out is not None:
