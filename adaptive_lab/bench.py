@@ -31,8 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from concurrent.futures import _base as _futures_base
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,11 @@ import numpy as np
 from .bench_stats import (
     ResourceSampler,
     TaskTimer,
+    TimedThreadPoolExecutor,
     direction_changes,
     resource_stats,
     task_stats,
+    timed_pool_class,
     timeline,
 )
 
@@ -170,73 +171,14 @@ def resolve_policies(spec: str) -> list[str]:
 
 
 # -- executors ---------------------------------------------------------------------
-class _QuickCancelFuture(Future):
-    """A Future whose ``cancel()`` of a cancelled or finished future skips the lock.
-
-    Harness only: after a cancel the scanner re-cancels every pending future each time
-    one completes (quadratic in the batches in flight: seconds with 1024 of them).
-    This changes nothing before the time cap; it only shortens the wind-down after.
-    """
-
-    def cancel(self) -> bool:
-        state = self._state  # CANCELLED* and FINISHED are final: no lock needed
-        if state in _CANCELLED_STATES:
-            return True
-        if state == _futures_base.FINISHED:
-            return False
-        return super().cancel()
-
-
-_CANCELLED_STATES = (_futures_base.CANCELLED, _futures_base.CANCELLED_AND_NOTIFIED)
-
-
-def _quick_cancel(f: Future) -> Future:
-    if type(f) is Future:
-        f.__class__ = _QuickCancelFuture
-    return f
-
-
-class _TimedTPE(ThreadPoolExecutor):
-    """A real ``ThreadPoolExecutor`` whose tasks are timed (about 1 us per task)."""
-
-    def __init__(self, timer: TaskTimer, max_workers: int | None = None) -> None:
-        super().__init__(max_workers=max_workers, thread_name_prefix="bench-tpe")
-        self._timer = timer
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return _quick_cancel(super().submit(self._timer.wrap(fn), *args, **kwargs))
-
-    def workers_alive(self) -> tuple[int, int]:
-        n = len(self._threads)
-        return n, n
-
-
-def _timed_pool_class() -> type:
-    from .pool import AdaptiveThreadPoolExecutor
-
-    class _TimedPool(AdaptiveThreadPoolExecutor):
-        """Our pool with the same task timing as :class:`_TimedTPE`."""
-
-        _bench_timer: TaskTimer
-
-        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-            return _quick_cancel(super().submit(self._bench_timer.wrap(fn), *args, **kwargs))
-
-        def workers_alive(self) -> tuple[int, int]:
-            st = self.stats()
-            return st.size, st.alive
-
-    return _TimedPool
-
-
 def make_executor(config: BenchConfig, timer: TaskTimer, record: Path | None,
                   workload: dict | None = None) -> Executor:
     """Build the executor of ``config`` (our pool records to ``record``)."""
     if config.kind in ("baseline", "tpe_default"):
-        return _TimedTPE(timer, config.workers if config.kind == "baseline" else None)
+        return TimedThreadPoolExecutor(timer, config.workers if config.kind == "baseline" else None)
     from .policies import SEED_DEFAULTS, ThresholdPolicy, make_policy
 
-    cls = _timed_pool_class()
+    cls = timed_pool_class()
     kw: dict[str, Any] = {"record": record, "workload": workload,
                           "thread_name_prefix": "bench-pool"}
     if config.kind == "fixed":

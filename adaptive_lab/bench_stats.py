@@ -1,9 +1,9 @@
-"""Measuring one benchmark run and summarising numbers (pure functions, plus two
-small recorders: task times and a resource sampler thread).
+"""Measuring one benchmark run and summarising numbers: instruments (timed
+executors, a resource sampler thread) and pure statistics.
 
 Used by :mod:`adaptive_lab.bench` (the runner) and :mod:`adaptive_lab.bench_report`
-(aggregates and verdicts). Everything here is deterministic given its inputs, so the
-tests check it against values worked out by hand.
+(aggregates and verdicts). The statistics are pure functions, so the tests check them
+against values worked out by hand.
 """
 
 from __future__ import annotations
@@ -13,12 +13,25 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import _base as _futures_base
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ResourceSampler", "TaskTimer", "converge_time", "describe",
-           "direction_changes", "resource_stats", "steady_after", "task_stats", "timeline"]
+__all__ = [
+    "ResourceSampler",
+    "TaskTimer",
+    "TimedThreadPoolExecutor",
+    "converge_time",
+    "describe",
+    "direction_changes",
+    "resource_stats",
+    "steady_after",
+    "task_stats",
+    "timed_pool_class",
+    "timeline",
+]
 
 CPU_WINDOW = 0.25  # seconds: CPU % is measured over windows this long
 
@@ -39,6 +52,65 @@ class TaskTimer:
             finally:
                 times.append(perf() - t0)  # list.append is atomic under the GIL
         return timed
+
+
+class _QuickCancelFuture(Future):
+    """A Future whose ``cancel()`` of a cancelled or finished future skips the lock.
+
+    Harness only: after a cancel the scanner re-cancels every pending future each time
+    one completes (quadratic in the batches in flight: seconds with 1024 of them).
+    This changes nothing before the time cap; it only shortens the wind-down after.
+    """
+
+    def cancel(self) -> bool:
+        state = self._state  # CANCELLED* and FINISHED are final: no lock needed
+        if state in _CANCELLED_STATES:
+            return True
+        if state == _futures_base.FINISHED:
+            return False
+        return super().cancel()
+
+
+_CANCELLED_STATES = (_futures_base.CANCELLED, _futures_base.CANCELLED_AND_NOTIFIED)
+
+
+def _quick_cancel(f: Future) -> Future:
+    if type(f) is Future:
+        f.__class__ = _QuickCancelFuture
+    return f
+
+
+class TimedThreadPoolExecutor(ThreadPoolExecutor):
+    """A real ``ThreadPoolExecutor`` whose tasks are timed (about 1 us per task)."""
+
+    def __init__(self, timer: TaskTimer, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="bench-tpe")
+        self._timer = timer
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return _quick_cancel(super().submit(self._timer.wrap(fn), *args, **kwargs))
+
+    def workers_alive(self) -> tuple[int, int]:
+        n = len(self._threads)
+        return n, n
+
+
+def timed_pool_class() -> type:
+    from .pool import AdaptiveThreadPoolExecutor
+
+    class _TimedPool(AdaptiveThreadPoolExecutor):
+        """Our pool with the same task timing as :class:`TimedThreadPoolExecutor`."""
+
+        _bench_timer: TaskTimer
+
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            return _quick_cancel(super().submit(self._bench_timer.wrap(fn), *args, **kwargs))
+
+        def workers_alive(self) -> tuple[int, int]:
+            st = self.stats()
+            return st.size, st.alive
+
+    return _TimedPool
 
 
 class ResourceSampler:

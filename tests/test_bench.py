@@ -76,7 +76,7 @@ def test_resource_stats_by_hand() -> None:
 def test_quick_cancel_future_keeps_cancel_semantics() -> None:
     from concurrent.futures import Future
 
-    from adaptive_lab.bench import _quick_cancel
+    from adaptive_lab.bench_stats import _quick_cancel
 
     pending, done = _quick_cancel(Future()), _quick_cancel(Future())
     done.set_result(1)
