@@ -119,6 +119,14 @@ def make_slider(p: Param, value: Any, continuous_update: bool = True) -> Any:
                          readout_format=f".{decimals}f", **common)
 
 
+def _widen(slider: Any, value: Any) -> None:
+    """Stretch a slider's range so it can show ``value`` (a valid but off-range value)."""
+    if hasattr(slider, "max") and value > slider.max:
+        slider.max = value
+    if hasattr(slider, "min") and value < slider.min:
+        slider.min = value
+
+
 def _column(samples: list[dict[str, Any]], key: str) -> np.ndarray:
     """One sample field as a float array (NaN where missing), without the other fields."""
     return np.fromiter((math.nan if s.get(key) is None else s[key] for s in samples),
@@ -170,7 +178,8 @@ class ReplayExplorer:
 
     Attributes: ``figure`` (``go.FigureWidget``), ``sliders`` (name -> widget),
     ``replayed`` (the last replayed Trace), ``last_update_ms`` (kernel time of the last
-    slider update: replay plus figure update), ``widget`` (the whole UI).
+    slider update: replay, figure update and status line), ``error`` (why the last
+    values were refused, or None), ``widget`` (the whole UI).
     """
 
     def __init__(self, traces: Any, policy: str = "threshold", mode: str = "closed", *,
@@ -309,8 +318,7 @@ class ReplayExplorer:
             spec = cls.param_spec(k)
             v = spec.validate(v, cls.__name__)
             s = self.sliders[k]
-            if hasattr(s, "max") and v > s.max:
-                s.max = v
+            _widen(s, v)
             self._hold = True
             try:
                 s.value = v
@@ -553,8 +561,7 @@ class LiveMonitor:
         try:
             for k in params:
                 s = self.sliders[k]
-                if hasattr(s, "max") and values[k] > s.max:
-                    s.max = values[k]
+                _widen(s, values[k])
                 s.value = values[k]
         finally:
             self._hold = False
