@@ -257,10 +257,15 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         metrics: Any = None,
         workload: dict | None = None,
     ) -> None:
+        from .policies.base import Policy as _Policy
+
         if isinstance(policy, str):
             from .policies import make_policy
 
             policy = make_policy(policy)
+        elif policy is not None and not isinstance(policy, _Policy):
+            raise TypeError(f"policy must be a Policy, a registered name or None, "
+                            f"got {policy!r}")
         cores = available_cores()
         if max_workers is None:
             max_workers = default_bounds(cores)[1] if policy is not None else min(32, cores + 4)
@@ -277,6 +282,9 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         if initial_workers is None:
             initial_workers = min_workers if policy is not None else max_workers
         _check_count("initial_workers", initial_workers)
+        if policy is not None and not min_workers <= initial_workers <= max_workers:
+            raise ValueError(f"initial_workers ({initial_workers}) must be within "
+                             f"[min_workers, max_workers] = [{min_workers}, {max_workers}]")
 
         self._min_bound = min_workers
         self._max_bound = max_workers

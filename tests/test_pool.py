@@ -98,6 +98,26 @@ def test_invalid_bounds_name_the_parameter():
         AdaptiveThreadPoolExecutor("4")  # type: ignore[arg-type]
 
 
+def test_invalid_policy_and_controller_arguments():
+    with pytest.raises(TypeError, match="policy"):
+        AdaptiveThreadPoolExecutor(4, policy=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown policy"):
+        AdaptiveThreadPoolExecutor(4, policy="no-such-policy")
+    with pytest.raises(ValueError, match="interval"):
+        AdaptiveThreadPoolExecutor(4, policy="threshold", interval=0)
+    with pytest.raises(ValueError, match="initial_workers"):
+        AdaptiveThreadPoolExecutor(4, min_workers=2, policy="threshold", initial_workers=9)
+    with pytest.raises(TypeError, match="initializer"):
+        AdaptiveThreadPoolExecutor(2, initializer=3)  # type: ignore[arg-type]
+
+
+def test_policy_by_name_drives_the_pool():
+    with AdaptiveThreadPoolExecutor(8, min_workers=2, policy="threshold", interval=5) as ex:
+        assert ex.controller is not None and ex.controller.policy.name == "threshold"
+        assert ex.size == 2  # a policy starts at min_workers
+        assert ex.controller.interval == 5
+
+
 def test_default_max_workers_matches_thread_pool_executor():
     with AdaptiveThreadPoolExecutor() as ex, cf.ThreadPoolExecutor() as tpe:
         assert ex.max_workers == tpe._max_workers
