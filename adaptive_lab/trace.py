@@ -345,17 +345,24 @@ class Recorder:
     def header(self) -> dict[str, Any]:
         return dict(self._header)
 
-    def _write(self, kind: str, rec: dict[str, Any]) -> None:
-        if self.path is None or self.closed:
-            return
+    def _open(self) -> IO[str]:
+        # Caller holds the lock. Opens the file and writes the header once.
         if self._file is None:
+            assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "w", encoding="utf-8")
         if not self._header_written:
             self._file.write(dumps_record("header", self._header) + "\n")
             self._header_written = True
-        self._file.write(dumps_record(kind, rec) + "\n")
-        self._file.flush()
+        return self._file
+
+    def _write(self, kind: str, rec: dict[str, Any]) -> None:
+        if self.path is None or self.closed:
+            self._header_written = True
+            return
+        f = self._open()
+        f.write(dumps_record(kind, rec) + "\n")
+        f.flush()
 
     def sample(self, rec: dict[str, Any]) -> None:
         """Record one sample (must contain at least t, workers, busy, queued)."""
@@ -363,7 +370,6 @@ class Recorder:
             if self._keep:
                 self._samples.append(rec)
             self._write("sample", rec)
-            self._header_written = True
 
     def event(self, rec: dict[str, Any]) -> None:
         """Record an event (needs ``t`` and ``type``)."""
@@ -373,7 +379,6 @@ class Recorder:
             if self._keep:
                 self._events.append(rec)
             self._write("event", rec)
-            self._header_written = True
 
     def trace(self) -> Trace:
         """A snapshot Trace of everything recorded so far."""
@@ -385,13 +390,7 @@ class Recorder:
         """Flush and close the file (writing the header if nothing else was)."""
         with self._lock:
             if self.path is not None and not self.closed:
-                if self._file is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = open(self.path, "w", encoding="utf-8")
-                if not self._header_written:
-                    self._file.write(dumps_record("header", self._header) + "\n")
-                    self._header_written = True
-                self._file.close()
+                self._open().close()
             self.closed = True
 
     def __enter__(self) -> Recorder:
