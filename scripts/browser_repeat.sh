@@ -3,7 +3,8 @@
 #
 # Usage: scripts/browser_repeat.sh [N] [extra pytest args...]
 # Each run is a fresh pytest process (fresh JupyterLab server, workspace and browser).
-# Logs of failed runs are kept in $LOG_DIR (default: a new temporary folder);
+# Logs of failed runs (of all runs with KEEP_LOGS=1) are kept in $LOG_DIR (default: a
+# new temporary folder);
 # screenshots go to $ADAPTIVE_LAB_SCREENSHOTS if set. Exit status: 0 only if all passed.
 set -u
 N="${1:-20}"
@@ -27,7 +28,7 @@ for i in $(seq 1 "$N"); do
     if [ "$rc" -eq 0 ] && grep -q ' passed' <<<"$summary" && ! grep -qE 'skipped|failed|error' <<<"$summary"; then
         passed=$((passed + 1))
         status=PASS
-        rm -f "$log"
+        [ "${KEEP_LOGS:-0}" = "1" ] || rm -f "$log"
     elif [ "$rc" -eq 0 ]; then
         skipped=$((skipped + 1))
         status=SKIP
