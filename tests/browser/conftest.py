@@ -72,8 +72,8 @@ def in_ci() -> bool:
 def skip_or_fail(reason: str) -> None:
     """Skip locally, fail under CI: a CI run must never silently skip the browser."""
     if in_ci():
-        pytest.fail(f"{reason} (CI=true: a missing browser dependency is a failure)")
-    pytest.skip(reason)
+        pytest.fail(f"{reason}: under CI=true the browser tests must run, so this fails")
+    pytest.skip(f"{reason}: browser tests skipped")
 
 
 def find_chromium() -> str | None:
@@ -228,16 +228,11 @@ def chromium_path() -> str:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        skip_or_fail(
-            "Playwright for Python is not installed (pip install 'adaptive-lab[dev]'); "
-            "browser tests skipped"
-        )
+        skip_or_fail("Playwright for Python is not installed (pip install -e '.[dev]')")
     path = find_chromium()
     if path is None:
-        skip_or_fail(
-            "Chromium not found at /usr/bin/chromium or on PATH "
-            "(apt-get install -y chromium); browser tests skipped"
-        )
+        where = os.environ.get("ADAPTIVE_LAB_CHROMIUM") or "/usr/bin/chromium or on PATH"
+        skip_or_fail(f"Chromium not found at {where} (apt-get install -y chromium)")
     return str(path)
 
 
