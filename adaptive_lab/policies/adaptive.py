@@ -23,7 +23,8 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
   throughput holds), so surplus threads are shed (bias to fewer threads, as .NET's
   hill climbing);
 * **regime change**: a home measurement whose throughput falls by more than
-  ``change`` while latency rises (e.g. 1 ms -> 20 ms I/O) triggers a new jump;
+  ``change`` while latency rises (e.g. 1 ms -> 20 ms I/O), seen twice (once if latency
+  tripled), triggers a new jump (or a probe down if latency rose less than 2x);
 * **idle**: with an empty queue and Little's-law utilisation ``X * R / n`` below
   ``idle_util`` for ``idle_wait`` s, shrink to ``headroom`` x the busy workers (Dask's
   adaptive target with its ``wait_count`` debounce, in seconds).
@@ -335,13 +336,16 @@ class ThroughputSeekingPolicy(Policy):
         if math.isfinite(self._xh) and self._xh > 0:
             slower = not math.isfinite(p.r) or not math.isfinite(self._rh) or (
                 p.r > self._rh * (1.0 + self.change))
-            if p.x < self._xh * (1.0 - self.change) and slower and self._strikes < 1:
+            busy_in_tasks = math.isfinite(p.r) and p.x * p.r / n >= LITTLE_MIN_UTIL
+            # latency x3 with busy workers is no stall: tasks got slower; act at once
+            sure = busy_in_tasks and p.r >= 3 * self._rh
+            if p.x < self._xh * (1.0 - self.change) and slower and not sure and (
+                    self._strikes < 1):
                 self._strikes += 1  # one bad window may be a stall: confirm first
                 return self._go(obs, n, f"hold at {n}: {self._xh:.0f}->{p.x:.0f}/s, "
                                         f"confirming a regime change")
             if p.x < self._xh * (1.0 - self.change) and slower:
                 self._strikes = 0
-                busy_in_tasks = p.x * p.r / n >= LITTLE_MIN_UTIL if math.isfinite(p.r) else False
                 if busy_in_tasks and math.isfinite(self._rh) and p.r >= 2 * self._rh:
                     # tasks themselves got slower (1 ms -> 20 ms I/O): Little's law
                     self._capacity = max(self._capacity, self._xh)
