@@ -63,21 +63,37 @@ def test_fast_tasks_measure_a_full_window_then_grow_by_growth() -> None:
     assert d.target == 4 and "jump 2->4" in d.reason
 
 
-def run_table(policy: ThroughputSeekingPolicy, rows: list[tuple]) -> None:
+def run_table(policy: ThroughputSeekingPolicy, rows: list[tuple], hi: int = 512) -> None:
     """Rows: (t, workers, throughput, latency, expected target, words in reason)."""
     for t, n, x, r, target, words in rows:
-        d = policy(ob(t, n, x, r))
+        d = policy(ob(t, n, x, r, hi=hi))
         assert (d.target, words in d.reason) == (target, True), (t, d)
 
 
 def test_climb_then_settle_between_the_last_two_sizes() -> None:
     # 2 -> 400 (jump: 20,000 x 20 ms). At 400: the 0.2 window is a transient (settle
-    # 0.1 s after the change at 0.1), then 0.3 s at 9000/s, 22 ms: elasticity
-    # (9000/100 - 1)/(400/2 - 1) = 0.447, Little (200 x 20/22 - 1)/199 = 0.909, mean
-    # 0.68 >= 0.1 -> x2 = 800, clamped to 512. At 512: 9500/s, 54 ms: elasticity
-    # (9500/9000 - 1)/(512/400 - 1) = 0.198, Little (1.28 x 22/54 - 1)/0.28 = -1.71,
-    # mean -0.76 < 0.1; the gain 1.056 is above noise 5 % -> settle at
-    # round(sqrt(400 x 512)) = 453.
+    # 0.1 s after the change at 0.1), then 0.3 s at 9000/s with R = 400/9000 s (all
+    # busy): elasticity (9000/100 - 1)/(400/2 - 1) = 0.447, Little
+    # (200 x 0.02/0.0444 - 1)/199 = 0.448 >= 0.1 -> x2 = 800. At 800: 9500/s, R =
+    # 800/9500: elasticity 0.056 (both) < 0.1, but the gain 1.056 is above noise 5 %
+    # -> settle at round(sqrt(400 x 800)) = 566.
+    r4, r8 = 400 / 9000, 800 / 9500
+    run_table(ThroughputSeekingPolicy(), [
+        (0.1, 2, 100, 0.02, 400, "jump"),
+        (0.2, 400, 99, 0.02, 400, "measuring"),
+        (0.3, 400, 9000, r4, 400, "measuring"),
+        (0.4, 400, 9000, r4, 400, "measuring"),
+        (0.5, 400, 9000, r4, 800, "climb x2"),
+        (0.6, 800, 100, 0.04, 800, "measuring"),
+        (0.7, 800, 9500, r8, 800, "measuring"),
+        (0.8, 800, 9500, r8, 800, "measuring"),
+        (0.9, 800, 9500, r8, 566, "knee between 400 and 800"),
+    ], hi=1000)
+
+
+def test_still_scaling_at_max_workers_stays_there() -> None:
+    # 400 -> 512 (the bound): 9000 -> 9500/s is elasticity 0.198 >= 0.1 (Little n/a:
+    # 400 workers were half idle inside tasks) -> stay at 512, not a midpoint.
     run_table(ThroughputSeekingPolicy(), [
         (0.1, 2, 100, 0.02, 400, "jump"),
         (0.2, 400, 99, 0.02, 400, "measuring"),
@@ -87,7 +103,7 @@ def test_climb_then_settle_between_the_last_two_sizes() -> None:
         (0.6, 512, 100, 0.04, 512, "measuring"),
         (0.7, 512, 9500, 0.054, 512, "measuring"),
         (0.8, 512, 9500, 0.054, 512, "measuring"),
-        (0.9, 512, 9500, 0.054, 453, "knee between 400 and 512"),
+        (0.9, 512, 9500, 0.054, 512, "still scaling at max_workers"),
     ])
 
 
@@ -319,3 +335,16 @@ def test_littles_law_elasticity_needs_busy_workers() -> None:
     assert _little_elasticity(100, 5000, 0.02, 200, 5000, 0.04) == pytest.approx(0.0)
     assert math.isnan(_little_elasticity(2, 4000, 5e-5, 4, 4000, 5e-5))
     assert math.isnan(_little_elasticity(2, 4000, NAN, 4, 4000, 5e-5))
+
+
+def test_a_step_during_the_probes_is_a_regime_change() -> None:
+    # Home 48 at 20,000/s, 2.4 ms. The latency steps to 20 ms during the probes: up
+    # (60) 3,000/s and down (38) 1,900/s are both far below home with busy workers
+    # and latency x8 -> jump to 20,000 x 20 ms = 400 instead of "found nothing".
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    p._mode, p._home, p._next_probe = "home", 48, 0.0
+    run_table(p, [
+        (0.1, 48, 20000, 0.0024, 60, "probe up 48->60"),
+        (0.2, 60, 3000, 0.02, 38, "probe down 48->38"),
+        (0.3, 38, 1900, 0.02, 400, "regime change during probes"),
+    ])

@@ -198,6 +198,7 @@ class ThroughputSeekingPolicy(Policy):
         self._changed_at = -math.inf
         self._confirming = False
         self._strikes = 0
+        self._transitional = False  # the climb's reference straddled a regime change
 
     # -- helpers ----------------------------------------------------------------
     def _up(self, n: int, f: float, obs: Observation) -> int:
@@ -315,8 +316,10 @@ class ThroughputSeekingPolicy(Policy):
         eff = _combined(eff_x, eff_r)
         nums = (f"{prev.n}->{p.n}: {prev.x:.0f}->{p.x:.0f}/s, elasticity {eff_x:.2f}, "
                 f"Little {eff_r:.2f}")
-        if eff >= self.min_gain and p.n < obs.max_workers:
-            self._prev, self._confirming = p, False
+        if eff >= self.min_gain:
+            if p.n >= obs.max_workers:
+                return self._settle(obs, p.n, f"still scaling at max_workers ({nums})")
+            self._prev, self._confirming, self._transitional = p, False, False
             return self._go(obs, self._up(p.n, self.growth, obs),
                             f"climb x{self.growth:g} ({nums} >= {self.min_gain:g})")
         if gain < 1.0 - self.change and not self._confirming:
@@ -324,6 +327,12 @@ class ThroughputSeekingPolicy(Policy):
             return self._go(obs, p.n, f"re-measure {p.n}: implausible drop ({nums})")
         self._confirming = False
         self._strikes = 0
+        if self._transitional:
+            # the reference straddled the change (old and new tasks): keep the size
+            # Little's law chose; the probes correct it
+            self._transitional = False
+            return self._settle(obs, p.n, f"keep the jump ({nums}; reference window "
+                                          f"straddled the change)")
         if gain >= 1.0 + self.noise:
             home = round(math.sqrt(p.n * prev.n))
             return self._settle(obs, home, f"knee between {prev.n} and {p.n} ({nums})")
@@ -352,6 +361,7 @@ class ThroughputSeekingPolicy(Policy):
                     why = (f"regime change: {self._xh:.0f}->{p.x:.0f}/s, latency "
                            f"{self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
                     self._xh = self._rh = math.nan  # the old regime's reference is void
+                    self._transitional = True
                     return self._jump(obs, p, why)
                 # Otherwise (e.g. 20 ms -> 1 ms with far too many threads, where the GIL
                 # queue hides the shorter waits, or other tenants taking the CPU) only
@@ -412,6 +422,18 @@ class ThroughputSeekingPolicy(Policy):
         return self._probe_down(obs, p.x)
 
     def _after_down(self, obs: Observation, p: _Point) -> Decision:
+        low = self._xh * (1.0 - self.change)
+        if p.x < low and self._xup < low and math.isfinite(self._rh) and (
+                p.x * p.r / p.n >= LITTLE_MIN_UTIL and p.r >= 2 * self._rh):
+            # both probes far below home and tasks slower: the workload changed during
+            # the probes (e.g. 1 ms -> 20 ms I/O)
+            why = (f"regime change during probes: home {self._xh:.0f}/s, up "
+                   f"{self._xup:.0f}/s, down {p.x:.0f}/s, latency {self._rh * 1e3:.2f}->"
+                   f"{p.r * 1e3:.2f} ms")
+            self._capacity = max(self._capacity, self._xh)
+            self._xh = self._rh = math.nan
+            self._transitional = True
+            return self._jump(obs, p, why)
         ref = max(self._xh, self._xup) if math.isfinite(self._xup) else self._xh
         floor = ref * (1.0 - self.shrink_tolerance)
         eta = _little_elasticity(p.n, p.x, p.r, self._home, self._xh, self._rh)
