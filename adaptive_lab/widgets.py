@@ -417,6 +417,9 @@ class LiveMonitor:
         ``controller.last_sample`` as it polls.
     refresh
         Seconds between figure updates (the background thread's period).
+    window
+        Show only the last ``window`` seconds (None: the whole run). Each refresh
+        sends the shown data to the browser, so long runs want a window.
     height, width, title
         Figure size in pixels and a fixed title (default: live headline numbers).
     start
@@ -431,6 +434,7 @@ class LiveMonitor:
     """
 
     def __init__(self, pool: AdaptiveThreadPoolExecutor, *, refresh: float = 0.25,
+                 window: float | None = None,
                  start: bool = True, height: int = 700, width: int | None = 1000,
                  title: str | None = None) -> None:
         w, go = _require_widgets()
@@ -439,6 +443,10 @@ class LiveMonitor:
             raise ValueError("pool: has no controller; build it with policy=... or record=...")
         if not (isinstance(refresh, (int, float)) and math.isfinite(refresh) and refresh > 0):
             raise ValueError(f"refresh must be a positive number of seconds, got {refresh!r}")
+        if window is not None and not (isinstance(window, (int, float)) and window > 0):
+            raise ValueError(f"window must be None or a positive number of seconds, "
+                             f"got {window!r}")
+        self.window = None if window is None else float(window)
         self.pool = pool
         self.controller = ctl
         self.policy: Policy | None = ctl.policy
@@ -448,6 +456,8 @@ class LiveMonitor:
         self.last_update_ms = math.nan
         self._title = title
         self._samples: list[dict[str, Any]] = []
+        self._header: dict[str, Any] = {"policy": ctl.policy.describe() if ctl.policy
+                                        else {"name": "manual"}}
         self._seen = -1
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -484,7 +494,7 @@ class LiveMonitor:
         with self._lock:
             if last is not None and (not self._samples or last["t"] > self._samples[-1]["t"]):
                 self._samples.append(dict(last))
-            return Trace(samples=list(self._samples))
+            return Trace(header=self._header, samples=list(self._samples))
 
     def _live_title(self, snap: Trace) -> str:
         name = self.policy.name if self.policy is not None else "manual"
@@ -496,10 +506,18 @@ class LiveMonitor:
 
     def refresh(self) -> bool:
         """Push new samples into the figure; True if there were any."""
+        from .trace import Trace
+
         t0 = time.perf_counter()
         snap = self.snapshot()
         if len(snap.samples) == self._seen:
             return False
+        seen = len(snap.samples)
+        if self.window is not None and snap.samples:
+            t_min = snap.samples[-1]["t"] - self.window
+            snap = Trace(header=snap.header,
+                         samples=[x for x in snap.samples if x["t"] >= t_min],
+                         events=[e for e in snap.events if e["t"] >= t_min])
         data = viz.trace_data(snap)
         with self.figure.batch_update():
             for name, d in data.items():
@@ -507,7 +525,7 @@ class LiveMonitor:
                 for k, v in d.items():
                     setattr(tr, k, v)
             self.figure.layout.title.text = self._title or self._live_title(snap)
-        self._seen = len(snap.samples)
+        self._seen = seen
         self.updates += 1
         self.last_update_ms = (time.perf_counter() - t0) * 1000.0
         return True

@@ -258,3 +258,19 @@ def test_lab_command_strips_unchecked_outputs_and_finds_notebooks(tmp_path):
         notebooks_dir(tmp_path)
     tr = hour_trace(1200)
     assert len(tr.samples) == 1200 and tr.duration == 1199.0 and tr.scale_events()
+
+
+def test_live_monitor_window_shows_only_recent_samples():
+    pool = AdaptiveThreadPoolExecutor(max_workers=4, min_workers=2, policy=ThresholdPolicy(),
+                                      interval=0.05, sample_period=0.02, record=True)
+    try:
+        with pytest.raises(ValueError, match="window"):
+            LiveMonitor(pool, window=0)
+        mon = LiveMonitor(pool, refresh=10.0, window=0.1, start=False)
+        assert pool.controller.wait_ticks(20, timeout=10)
+        mon.refresh()
+        t = np.asarray(next(d for d in mon.figure.data if d.name == "workers").x)
+        assert len(t) >= 2 and t[-1] - t[0] <= 0.1 + 1e-9
+        assert len(pool.trace().samples) > len(t)
+    finally:
+        pool.shutdown()
