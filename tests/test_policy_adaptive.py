@@ -146,9 +146,9 @@ def test_idle_pool_shrinks_after_idle_wait_to_headroom_times_busy() -> None:
 def test_regime_change_at_home_jumps_by_littles_law() -> None:
     # Settled at 24 with 13,000/s at 1.8 ms; latency becomes 20 ms (x11, workers busy
     # inside tasks: 1,200 x 0.02 / 24 = 1.0) -> no stall, jump at once to
-    # max(rate_guess, best seen) x R = 20,000 x 0.02 = 400.
+    # rate_guess x R = 20,000 x 0.02 = 400.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home, p._capacity = "home", 24, 13000.0
+    p._mode, p._home = "home", 24
     p._next_probe = 100.0
     d = p(ob(0.1, 24, 13000, 0.0018))
     assert d.target == 24 and "hold at 24" in d.reason
@@ -160,7 +160,7 @@ def test_a_milder_regime_change_is_confirmed_first() -> None:
     # 13,000/s at 1.8 ms -> 5,333/s at 4.5 ms (x2.5 < 3): one window could be a stall,
     # so hold once; the second confirms: jump to 20,000 x 4.5 ms = 90.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home, p._capacity = "home", 24, 13000.0
+    p._mode, p._home = "home", 24
     p._next_probe = 100.0
     p(ob(0.1, 24, 13000, 0.0018))
     d = p(ob(0.2, 24, 5333, 0.0045))

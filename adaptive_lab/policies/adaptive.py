@@ -7,9 +7,8 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
 :class:`ThroughputSeekingPolicy` searches ``X(n)`` directly, with multiplicative steps:
 
 * **jump** (start, or a regime change): go straight to the Little's-law estimate
-  ``capacity * R`` (workers needed to carry ``capacity`` tasks/s at latency ``R``),
-  where ``capacity`` is the best throughput measured so far (``rate_guess`` before
-  any), capped at ``max_jump`` x the current size, and at least ``growth`` x;
+  ``rate_guess * R`` (workers needed to carry ``rate_guess`` tasks/s at latency
+  ``R``), capped at ``max_jump`` x the current size, and at least ``growth`` x;
 * **climb**: multiply the size by ``growth`` while throughput keeps scaling, i.e. its
   elasticity ``(X1/X0 - 1) / (n1/n0 - 1)`` stays >= ``min_gain`` (TCP slow start;
   BBR's "full pipe" test). When it stops, settle on the better of the last two sizes
@@ -191,7 +190,6 @@ class ThroughputSeekingPolicy(Policy):
         self._xup = math.nan
         self._rprev = self._xprev = math.nan  # the last size a descent accepted
         self._xref = math.nan  # best nearby throughput a descent must keep
-        self._capacity = math.nan  # best throughput measured (for jumps)
         self._period = self.probe_min
         self._next_probe = math.inf
         self._idle_since: float | None = None
@@ -225,8 +223,7 @@ class ThroughputSeekingPolicy(Policy):
         return self._go(obs, self._home, f"settle at {self._home}: {why}")
 
     def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
-        cap = max(self.rate_guess, self._capacity) if math.isfinite(self._capacity) else (
-            self.rate_guess)
+        cap = self.rate_guess  # not the best seen: capacity falls with the thread count
         little = cap * p.r if math.isfinite(p.r) else 0.0
         target = max(self._up(p.n, self.growth, obs), min(little, p.n * self.max_jump))
         self._mode, self._prev = "climb", p
@@ -266,9 +263,6 @@ class ThroughputSeekingPolicy(Policy):
         self._idle_since = None
         return self._search(obs)
 
-    def _capacity_or0(self) -> float:
-        return self._capacity if math.isfinite(self._capacity) else 0.0
-
     def _ready(self, need: float) -> bool:
         seg = self._seg
         assert seg is not None
@@ -282,7 +276,7 @@ class ThroughputSeekingPolicy(Policy):
         need = self.window
         if mode == "start" and self._ready(0.0):
             seg = self._seg
-            if seg.latency * max(self.rate_guess, self._capacity_or0()) >= (
+            if seg.latency * self.rate_guess >= (
                     n * self.growth ** 2):
                 need = 0.0  # slow tasks: a big jump is certain, take it at once
         if not self._ready(need):
@@ -292,8 +286,6 @@ class ThroughputSeekingPolicy(Policy):
         seg = self._seg
         p = _Point(n, seg.rate, seg.latency)
         self._seg = _Segment(n)
-        if not (math.isfinite(self._capacity) and self._capacity >= p.x):
-            self._capacity = p.x  # best throughput seen: the jumps' capacity estimate
         if mode == "start":
             return self._jump(obs, p, f"start at {p.x:.0f}/s")
         if mode == "climb":
@@ -353,11 +345,12 @@ class ThroughputSeekingPolicy(Policy):
                 self._strikes += 1  # one bad window may be a stall: confirm first
                 return self._go(obs, n, f"hold at {n}: {self._xh:.0f}->{p.x:.0f}/s, "
                                         f"confirming a regime change")
-            if p.x < self._xh * (1.0 - self.change) and slower:
+            if (p.x < self._xh * (1.0 - self.change) and slower) or sure:
+                # (sure alone: latency x3 with busy workers although throughput held,
+                # i.e. the home reference came from a window straddling the change)
                 self._strikes = 0
                 if busy_in_tasks and math.isfinite(self._rh) and p.r >= 2 * self._rh:
                     # tasks themselves got slower (1 ms -> 20 ms I/O): Little's law
-                    self._capacity = max(self._capacity, self._xh)
                     why = (f"regime change: {self._xh:.0f}->{p.x:.0f}/s, latency "
                            f"{self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
                     self._xh = self._rh = math.nan  # the old regime's reference is void
@@ -430,7 +423,6 @@ class ThroughputSeekingPolicy(Policy):
             why = (f"regime change during probes: home {self._xh:.0f}/s, up "
                    f"{self._xup:.0f}/s, down {p.x:.0f}/s, latency {self._rh * 1e3:.2f}->"
                    f"{p.r * 1e3:.2f} ms")
-            self._capacity = max(self._capacity, self._xh)
             self._xh = self._rh = math.nan
             self._transitional = True
             return self._jump(obs, p, why)
