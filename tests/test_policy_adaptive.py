@@ -348,3 +348,18 @@ def test_a_step_during_the_probes_is_a_regime_change() -> None:
         (0.2, 60, 3000, 0.02, 38, "probe down 48->38"),
         (0.3, 38, 1900, 0.02, 400, "regime change during probes"),
     ])
+
+
+def test_a_regime_probe_down_that_loses_proportionally_climbs() -> None:
+    # At home 100 (10,000/s, 10 ms) throughput drops to 5,900/s at 17 ms (x1.7 < 2:
+    # which way to go is unclear, confirm once, then probe down to 50): 2,950/s,
+    # elasticity (5900/2950 - 1)/(100/50 - 1) = 1.0 (Little 1.0): below the knee ->
+    # climb to 200 rather than "found nothing".
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    p._mode, p._home, p._next_probe = "home", 100, 100.0
+    run_table(p, [
+        (0.1, 100, 10000, 0.010, 100, "hold at 100"),
+        (0.2, 100, 5900, 0.017, 100, "confirming"),
+        (0.3, 100, 5900, 0.017, 50, "probe down 100->50"),
+        (0.4, 50, 2950, 0.017, 200, "below the knee, climb 100->200"),
+    ])

@@ -438,6 +438,19 @@ class ThroughputSeekingPolicy(Policy):
                 return self._settle(obs, p.n, "probe down held throughput; at the minimum")
             return self._go(obs, nxt, f"probe down held {p.x:.0f}/s >= {floor:.0f}/s; "
                                       f"descend {p.n}->{nxt}")
+        if not math.isfinite(self._xup) and self._xh > 0 and self._up(
+                self._home, self.growth, obs) > self._home:
+            # no up probe was made (a regime-change probe): a down probe that lost
+            # throughput in proportion says we are below the knee, so climb instead
+            k = self._home / p.n
+            eff = _combined((self._xh / p.x - 1.0) / (k - 1.0) if p.x > 0 else math.nan,
+                            _little_elasticity(p.n, p.x, p.r, self._home, self._xh, self._rh))
+            if eff >= 0.5:
+                self._mode, self._prev = "climb", _Point(self._home, self._xh, self._rh)
+                up = self._up(self._home, self.growth, obs)
+                return self._go(obs, up, f"probe down lost {p.x:.0f} vs {self._xh:.0f}/s "
+                                         f"(elasticity {eff:.2f}): below the knee, climb "
+                                         f"{self._home}->{up}")
         return self._settle(obs, self._home, f"probes found nothing (up {self._xup:.0f}, "
                                              f"home {self._xh:.0f}, down {p.x:.0f}/s, "
                                              f"latency elasticity {eta:.2f})",
