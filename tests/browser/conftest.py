@@ -236,7 +236,9 @@ def chromium_path() -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop marked as
+# running in the main thread until it stops, which breaks later asyncio.run() callers.
+@pytest.fixture(scope="module")
 def lab_server(
     chromium_path: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[LabServer]:
@@ -309,7 +311,7 @@ def lab_server(
         kill_tree([*server.seen_pids, server.proc.pid])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser(chromium_path: str) -> Iterator[Any]:
     """One headless Chromium for the session; its processes are killed at teardown."""
     import psutil
