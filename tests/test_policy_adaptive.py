@@ -39,7 +39,9 @@ FIRST = [
     (ob(0.1, 2, 2000, 0.001), 20, "jump 2->20"),            # 20,000 x 1 ms = 20
     (ob(0.1, 2, 30000, 6e-5), 2, "measuring"),              # fast tasks: jump 1.2 <
                                                             # 2 x 4: measure 0.3 s
-    (ob(0.1, 2, 100, 1.0, hi=600), 512, "jump 2->512"),             # 20,000 capped at 2 x 256
+    (ob(0.1, 2, 100, 1.0, hi=600), 512, "jump 2->512"),     # 20,000 capped at 2 x 256
+    (ob(0.1, 2, 666, 0.0015), 2, "measuring"),              # GIL-bound: X R / n = 0.5,
+                                                            # no Little jump; measure
     (ob(0.1, 2, 100, 0.02, hi=64), 64, "jump 2->64"),       # clamped to max_workers
     (ob(0.1, 2, 3, 0.02), 2, "measuring"),                  # 0.3 tasks < min_tasks 8
     (ob(0.1, 8, 0, NAN, q=0, busy=0), 8, "under-used"),     # idle, but not for 1 s yet
@@ -60,6 +62,17 @@ def test_fast_tasks_measure_a_full_window_then_grow_by_growth() -> None:
     assert p(ob(0.1, 2, 30000, 6e-5)).target == 2
     assert p(ob(0.2, 2, 30000, 6e-5)).target == 2
     d = p(ob(0.3, 2, 30000, 6e-5))
+    assert d.target == 4 and "jump 2->4" in d.reason
+
+
+def test_gil_bound_start_grows_by_growth_not_by_littles_law() -> None:
+    # 1.5 ms GIL-bound batches on 2 workers: 666/s x 1.5 ms / 2 = 0.5 busy inside
+    # tasks; Little's law would say 20,000 x 1.5 ms = 30 workers, but the GIL makes
+    # that a loss: after a full 0.3 s window, grow x2 only.
+    p = ThroughputSeekingPolicy()
+    for t in (0.1, 0.2):
+        assert p(ob(t, 2, 666, 0.0015)).target == 2
+    d = p(ob(0.3, 2, 666, 0.0015))
     assert d.target == 4 and "jump 2->4" in d.reason
 
 

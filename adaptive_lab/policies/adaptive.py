@@ -109,6 +109,12 @@ def _little_elasticity(n0: int, x0: float, r0: float, n1: int, x1: float, r1: fl
     return (k * r0 / r1 - 1.0) / (k - 1.0)
 
 
+def _busy_in_tasks(p: _Point) -> bool:
+    """Whether the workers spend most of their time inside tasks (Little's law, X R / n),
+    so latency says where the knee is. False for GIL-bound tasks, which wait between."""
+    return p.n > 0 and p.x > 0 and p.r > 0 and p.x * p.r / p.n >= LITTLE_MIN_UTIL
+
+
 def _combined(eff_x: float, eff_r: float) -> float:
     """Mean of the measured and the Little's-law elasticity (either alone if the other
     is unknown): two partly independent noisy readings of the same slope."""
@@ -224,7 +230,7 @@ class ThroughputSeekingPolicy(Policy):
 
     def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
         cap = self.rate_guess  # not the best seen: capacity falls with the thread count
-        little = cap * p.r if math.isfinite(p.r) else 0.0
+        little = cap * p.r if _busy_in_tasks(p) else 0.0  # GIL-bound: just x growth
         target = max(self._up(p.n, self.growth, obs), min(little, p.n * self.max_jump))
         self._mode, self._prev = "climb", p
         return self._go(obs, math.ceil(target),
@@ -276,8 +282,8 @@ class ThroughputSeekingPolicy(Policy):
         need = self.window
         if mode == "start" and self._ready(0.0):
             seg = self._seg
-            if seg.latency * self.rate_guess >= (
-                    n * self.growth ** 2):
+            if _busy_in_tasks(_Point(n, seg.rate, seg.latency)) and (
+                    seg.latency * self.rate_guess >= n * self.growth ** 2):
                 need = 0.0  # slow tasks: a big jump is certain, take it at once
         if not self._ready(need):
             seg = self._seg
