@@ -37,6 +37,15 @@ from .policies import (
     register_policy,
 )
 from .pool import AdaptiveThreadPoolExecutor, BrokenThreadPool, PoolStats, default_bounds
+from .scanner import FileResult, Scanner, ScanSummary, scan
+from .signatures import (
+    Signature,
+    SignatureSet,
+    builtin_signatures,
+    eicar_bytes,
+    load_signatures,
+    parse_signatures,
+)
 from .sim import (
     Segment,
     SimulatedPool,
@@ -48,18 +57,32 @@ from .sim import (
     sweep,
 )
 from .trace import Recorder, Trace, TraceFormatError
+from .workloads import (
+    PROFILES,
+    CorpusInfo,
+    Profile,
+    compare_scan_speed,
+    make_corpus,
+    native_scan_command,
+    plain_loop_scan,
+    profile_by_name,
+    run_native_scan,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANCHOR_POLICIES",
+    "PROFILES",
     "SEED_DEFAULTS",
     "AIMDPolicy",
     "AdaptiveThreadPoolExecutor",
     "BrokenThreadPool",
     "Controller",
+    "CorpusInfo",
     "Decision",
     "FakeClock",
+    "FileResult",
     "FixedPolicy",
     "Gradient2Policy",
     "HillClimbingPolicy",
@@ -68,10 +91,15 @@ __all__ = [
     "Param",
     "Policy",
     "PoolStats",
+    "Profile",
     "PsutilMetrics",
     "Recorder",
+    "ScanSummary",
+    "Scanner",
     "ScriptedMetrics",
     "Segment",
+    "Signature",
+    "SignatureSet",
     "SimulatedPool",
     "SweepResult",
     "SystemClock",
@@ -88,13 +116,24 @@ __all__ = [
     "__version__",
     "available_cores",
     "available_policies",
+    "builtin_signatures",
+    "compare_scan_speed",
     "default_bounds",
+    "eicar_bytes",
+    "load_signatures",
+    "make_corpus",
     "make_policy",
+    "native_scan_command",
     "parse_assignments",
+    "parse_signatures",
+    "plain_loop_scan",
     "policy_class",
+    "profile_by_name",
     "record_scan",
     "register_policy",
     "replay",
+    "run_native_scan",
+    "scan",
     "simulate",
     "sweep",
 ]

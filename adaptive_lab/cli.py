@@ -51,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `adaptive-lab scan --json | head`
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except ValueError as exc:  # bad user input: say what, no traceback
         print(f"adaptive-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
