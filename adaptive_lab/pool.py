@@ -402,6 +402,7 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         with self._shutdown_lock:
             old = self._size
             self._size = n
+            to_start = 0
             if not self._shutdown and not self._broken:
                 with self._state_lock:
                     self._excess = max(0, self._alive - n)
@@ -409,9 +410,15 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
                     self._tokens += max(0, missing)
                 for _ in range(missing):
                     self._work_queue.put(_RETIRE)
-                queued = self._queued()
-                for _ in range(min(n - self._alive, queued)):
-                    self._start_thread()
+                to_start = min(n - self._alive, self._queued())
+        # Start threads for queued work one lock acquisition at a time, so a big jump
+        # (2 -> 400 threads, ~77 us each) never blocks submit() for its whole length.
+        for _ in range(to_start):
+            with self._shutdown_lock:
+                if (self._shutdown or self._broken or self._alive >= self._size
+                        or self._queued() == 0):
+                    break
+                self._start_thread()
         if old != n:
             for listener in list(self._resize_listeners):
                 listener(old, n, reason)
@@ -430,8 +437,9 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
                 busy += s.busy
             alive = self._alive
         submitted = self._submitted
-        times = self._task_times
-        recent = tuple(itertools.islice(times, max(0, len(times) - 100), None))
+        # list(deque) is one C call under the GIL, so workers cannot append mid-copy;
+        # islice over the live deque could be interrupted ("deque mutated").
+        recent = tuple(list(self._task_times)[-100:])
         return PoolStats(
             size=self._size, alive=alive, busy=busy, idle=max(0, alive - busy),
             queued=max(0, submitted - taken - self._drained), submitted=submitted,

@@ -426,3 +426,47 @@ def test_pool_metrics_uses_first_fifty_tasks_as_baseline():
     assert m.baseline is not None and m.baseline >= 0.004
     assert m.current_average < m.baseline
     assert m.performance_gain > 50
+
+
+def test_stats_is_safe_while_tasks_complete():
+    """stats() copies the task-time deque atomically; it once raised 'deque mutated'."""
+    ex = AdaptiveThreadPoolExecutor(4)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                st = ex.stats()
+                assert len(st.task_times) <= 100
+            except BaseException as exc:  # pragma: no cover - the bug being guarded
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=reader)
+    t.start()
+    cf.wait([ex.submit(int) for _ in range(30_000)])
+    stop.set()
+    t.join()
+    ex.shutdown()
+    assert errors == []
+
+
+def test_big_resize_does_not_block_submit_for_long():
+    ex = AdaptiveThreadPoolExecutor(1, thread_name_prefix="bigjump")
+    ev = threading.Event()
+    fs = [ex.submit(ev.wait, 10) for _ in range(300)]
+    grower = threading.Thread(target=ex.resize, args=(300,))
+    grower.start()
+    worst = 0.0
+    while grower.is_alive():
+        t0 = time.perf_counter()
+        fs.append(ex.submit(int))
+        worst = max(worst, time.perf_counter() - t0)
+    grower.join()
+    assert wait_until(lambda: ex.stats().alive == 300, timeout=10)
+    ev.set()
+    cf.wait(fs, timeout=20)
+    ex.shutdown()
+    assert all(f.done() for f in fs)
+    assert worst < 0.5  # one thread start at a time, not 300 under the lock
