@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check adaptive_lab tests
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/adaptive-lab lab
 
 bench: $(STAMP)
 	$(BIN)/adaptive-lab bench --profile all --policy all --output results/benchmark_results.json --html results/report.html

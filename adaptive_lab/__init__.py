@@ -4,6 +4,8 @@ A resizable executor, pure scaling policies, a control loop, recorded traces, re
 and simulation, a file scanner, benchmarks and notebooks.
 """
 
+from . import viz, widgets
+from .bench import BenchSettings, run_benchmark
 from .clock import FakeClock, SystemClock
 from .controller import Controller
 from .metrics import (
@@ -57,6 +59,7 @@ from .sim import (
     sweep,
 )
 from .trace import Recorder, Trace, TraceFormatError
+from .widgets import LiveMonitor, ReplayExplorer
 from .workloads import (
     PROFILES,
     CorpusInfo,
@@ -71,12 +74,22 @@ from .workloads import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """Lazy access to the Dask integration (an optional extra; importing it is slow)."""
+    if name in ("PolicyAdaptive", "scan_on_dask"):
+        from . import dask as _dask
+
+        return getattr(_dask, name)
+    raise AttributeError(f"module 'adaptive_lab' has no attribute {name!r}")
+
 __all__ = [
     "ANCHOR_POLICIES",
     "PROFILES",
     "SEED_DEFAULTS",
     "AIMDPolicy",
     "AdaptiveThreadPoolExecutor",
+    "BenchSettings",
     "BrokenThreadPool",
     "Controller",
     "CorpusInfo",
@@ -86,6 +99,7 @@ __all__ = [
     "FixedPolicy",
     "Gradient2Policy",
     "HillClimbingPolicy",
+    "LiveMonitor",
     "Observation",
     "OccupancyPolicy",
     "Param",
@@ -94,6 +108,7 @@ __all__ = [
     "Profile",
     "PsutilMetrics",
     "Recorder",
+    "ReplayExplorer",
     "ScanSummary",
     "Scanner",
     "ScriptedMetrics",
@@ -132,8 +147,11 @@ __all__ = [
     "record_scan",
     "register_policy",
     "replay",
+    "run_benchmark",
     "run_native_scan",
     "scan",
     "simulate",
     "sweep",
+    "viz",
+    "widgets",
 ]
