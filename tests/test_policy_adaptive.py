@@ -45,6 +45,11 @@ FIRST = [
     (ob(0.1, 2, 100, 0.02, hi=64), 64, "jump 2->64"),       # clamped to max_workers
     (ob(0.1, 2, 3, 0.02), 2, "measuring"),                  # 0.3 tasks < min_tasks 8
     (ob(0.1, 8, 0, NAN, q=0, busy=0), 8, "under-used"),     # idle, but not for 1 s yet
+    (ob(0.1, 2, 100, 0.020).replace(process_cpu_percent=10.0), 400,
+     "jump 2->400"),                                        # waiting on I/O: jump
+    (ob(0.1, 2, 1600, 0.00124).replace(process_cpu_percent=95.0), 2,
+     "measuring"),                                          # CPU-bound hashing: no
+                                                            # jump, measure the window
 ]
 
 
@@ -376,3 +381,21 @@ def test_a_regime_probe_down_that_loses_proportionally_climbs() -> None:
         (0.3, 100, 5900, 0.017, 50, "probe down 100->50"),
         (0.4, 50, 2950, 0.017, 200, "below the knee, climb 100->200"),
     ])
+
+
+def test_cpu_bound_start_grows_by_growth_not_by_littles_law() -> None:
+    """Warm hashing (1.24 ms batches, cores busy): the recorded 2 -> 25 jump was wrong.
+    With process CPU at 95 % the start grows x2 (2 -> 4) after a full 0.3 s window; with
+    I/O-bound work of the same latency it jumps by Little's law (20,000 x 1.24 ms = 25)."""
+    def run(cpu: float) -> int:
+        p = ThroughputSeekingPolicy()
+        d = None
+        for i in range(1, 6):
+            d = p.decide(ob(0.1 * i, 2, 1600, 0.00124).replace(process_cpu_percent=cpu))
+            if d.target != 2:
+                return d.target
+        assert d is not None
+        return d.target
+
+    assert run(95.0) == 4
+    assert run(10.0) == 25

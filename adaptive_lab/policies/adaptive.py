@@ -34,7 +34,7 @@ Sources: Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 
 ``distributed/deploy/adaptive_core.py`` (scale down after consecutive
 recommendations). Defaults: growth 2, min_gain 0.1, probe_step 1.25, probe every
 2-8 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
-change 0.25, rate_guess 20,000 tasks/s, max_jump 256, idle_util 0.5 for 1 s,
+change 0.25, rate_guess 20,000 tasks/s, max_jump 256, cpu_bound 40 %, idle_util 0.5 for 1 s,
 headroom 1.5, decisions every 0.1 s.
 
 The state is driven only by the observations (``t``, ``dt``, counts), never by the
@@ -169,6 +169,9 @@ class ThroughputSeekingPolicy(Policy):
               "overshooting the knee costs less than a climb step)"),
         Param("max_jump", 256.0, 1.0, 4096.0, 1.0,
               "largest factor a single Little's-law jump may multiply the size by"),
+        Param("cpu_bound", 40.0, 0.0, 100.0, 1.0,
+              "process CPU % (of all cores) at or above which the work is CPU-bound and "
+              "latency cannot show the knee: climb x growth instead of a Little's-law jump"),
         Param("idle_util", 0.5, 0.0, 1.0, 0.05,
               "utilisation X*R/n below which a pool with an empty queue is oversized"),
         Param("idle_wait", 1.0, 0.0, 60.0, 0.1,
@@ -228,9 +231,15 @@ class ThroughputSeekingPolicy(Policy):
         self._next_probe = obs.t + self._period
         return self._go(obs, self._home, f"settle at {self._home}: {why}")
 
+    def _cpu_bound(self, obs: Observation) -> bool:
+        # Hashing warm files keeps the cores busy: more threads cannot overlap waits
+        # there, however long a task takes. NaN (unknown) is not CPU-bound.
+        return obs.process_cpu_percent >= self.cpu_bound
+
     def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
         cap = self.rate_guess  # not the best seen: capacity falls with the thread count
-        little = cap * p.r if _busy_in_tasks(p) else 0.0  # GIL-bound: just x growth
+        # GIL-bound (workers wait between tasks) or CPU-bound: just x growth
+        little = cap * p.r if _busy_in_tasks(p) and not self._cpu_bound(obs) else 0.0
         target = max(self._up(p.n, self.growth, obs), min(little, p.n * self.max_jump))
         self._mode, self._prev = "climb", p
         return self._go(obs, math.ceil(target),
@@ -282,8 +291,8 @@ class ThroughputSeekingPolicy(Policy):
         need = self.window
         if mode == "start" and self._ready(0.0):
             seg = self._seg
-            if _busy_in_tasks(_Point(n, seg.rate, seg.latency)) and (
-                    seg.latency * self.rate_guess >= n * self.growth ** 2):
+            if _busy_in_tasks(_Point(n, seg.rate, seg.latency)) and not self._cpu_bound(
+                    obs) and seg.latency * self.rate_guess >= n * self.growth ** 2:
                 need = 0.0  # slow tasks: a big jump is certain, take it at once
         if not self._ready(need):
             seg = self._seg
