@@ -122,10 +122,9 @@ class _WorkItem:
 class _WorkerState:
     """Counters of one worker, written only by that worker's thread."""
 
-    __slots__ = ("busy", "cancelled", "completed", "failed", "taken", "thread")
+    __slots__ = ("cancelled", "completed", "failed", "taken", "thread")
 
     def __init__(self) -> None:
-        self.busy = False
         self.taken = 0
         self.completed = 0
         self.failed = 0
@@ -151,30 +150,32 @@ def _worker(ref: weakref.ref, q: queue.SimpleQueue, state: _WorkerState,
     times, first = executor._task_times, executor._baseline_times
     del executor
     perf = time.perf_counter
+    need_first = len(first) < 50
     try:
         while True:
             item = q.get(block=True)
             if item.__class__ is _WorkItem:
+                # busy = taken - completed - failed - cancelled: no extra writes here
                 state.taken += 1
                 future = item.future
                 if future.set_running_or_notify_cancel():
-                    state.busy = True
                     t0 = perf()
                     try:
                         result = item.fn(*item.args, **item.kwargs)
                     except BaseException as exc:
+                        dt = perf() - t0
                         future.set_exception(exc)
                         state.failed += 1
                         del exc
                     else:
+                        dt = perf() - t0
                         future.set_result(result)
                         state.completed += 1
                         del result
-                    dt = perf() - t0
-                    state.busy = False
                     times.append(dt)
-                    if len(first) < 50:
+                    if need_first:
                         first.append(dt)
+                        need_first = len(first) < 50
                 else:
                     state.cancelled += 1
                 del item, future  # see CPython issue16284
@@ -430,11 +431,15 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
             taken, completed, failed, cancelled = self._retired
             busy = 0
             for s in self._states:
-                taken += s.taken
+                # read done counts first: a task finishing between reads then shows
+                # as still busy, never as negative
+                done = s.completed + s.failed + s.cancelled
+                t = s.taken
+                taken += t
                 completed += s.completed
                 failed += s.failed
                 cancelled += s.cancelled
-                busy += s.busy
+                busy += min(1, max(0, t - done))
             alive = self._alive
         submitted = self._submitted
         # list(deque) is one C call under the GIL, so workers cannot append mid-copy;
