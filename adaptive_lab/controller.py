@@ -14,13 +14,10 @@ import logging
 import math
 import sys
 import threading
-from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
 from .clock import Clock, SystemClock
-from .metrics import MetricsSource, PsutilMetrics, SystemSample
+from .metrics import MetricsSource, PsutilMetrics, SystemSample, latency_stats
 from .policies.base import Decision, Observation, Policy, clamp_target
 from .trace import Recorder
 
@@ -34,30 +31,6 @@ class Resizable(Protocol):
     def stats(self) -> Any: ...
 
     def resize(self, n: int, reason: str = ...) -> int: ...
-
-
-def _latency(times: Sequence[float]) -> tuple[float, float, float]:
-    """Mean, p50 and p95 of task times (linear interpolation, as numpy's default).
-
-    Short windows use plain Python: ``np.percentile`` costs tens of microseconds of
-    overhead, which dominated simulated runs of thousands of ticks.
-    """
-    n = len(times)
-    if n == 0:
-        return NAN, NAN, NAN
-    if n <= 64:
-        s = sorted(times)
-        return sum(s) / n, _interp(s, 0.50), _interp(s, 0.95)
-    a = np.asarray(times, dtype=np.float64)
-    p50, p95 = np.percentile(a, (50, 95))
-    return float(a.mean()), float(p50), float(p95)
-
-
-def _interp(s: Sequence[float], q: float) -> float:
-    pos = (len(s) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 class _Window:
@@ -229,7 +202,7 @@ class Controller:
         win = self._sample_win
         dt = t - win.t
         n = fin - win.finished
-        mean, p50, p95 = _latency(self._task_times(st, min(n, 4096)))
+        mean, p50, p95 = latency_stats(self._task_times(st, min(n, 4096)))
         self._sample_win = _Window(t, fin)
         return {
             "t": round(t, 6), "workers": st.size, "alive": st.alive, "busy": st.busy,
@@ -247,7 +220,7 @@ class Controller:
         win = self._decision_win
         dt = t - win.t
         n = fin - win.finished
-        mean, p50, p95 = _latency(self._task_times(st, min(n, 4096)))
+        mean, p50, p95 = latency_stats(self._task_times(st, min(n, 4096)))
         return Observation(
             t=t, workers=st.size, busy=st.busy, queue_depth=st.queued,
             cpu_percent=sysm.cpu_percent, memory_percent=sysm.memory_percent,

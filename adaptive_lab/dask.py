@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from distributed import Client
 from distributed.deploy.adaptive import Adaptive
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -37,6 +36,7 @@ from distributed.protocol import pickle as dask_pickle
 from tornado.ioloop import PeriodicCallback
 
 from .clock import Clock, SystemClock
+from .metrics import latency_stats
 from .policies import Decision, Observation, Policy, make_policy
 from .policies.base import clamp_target
 from .trace import Recorder, Trace
@@ -54,14 +54,6 @@ DASK_BATCH_SECONDS = 0.05
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else NAN
-
-
-def _latency(times: Sequence[float]) -> tuple[float, float, float]:
-    """Mean, p50 and p95 of task times (NaN when none finished), as the controller."""
-    if not times:
-        return NAN, NAN, NAN
-    p50, p95 = np.percentile(np.asarray(times, dtype=np.float64), (50, 95))
-    return _mean(times), float(p50), float(p95)
 
 
 class TaskCounter(SchedulerPlugin):
@@ -154,7 +146,7 @@ def observation_from_snapshot(snap: dict[str, Any], *, t: float, workers: int, d
     tasks had finished (None, or more than now after a scheduler restart: unknown, NaN).
     """
     fin = int(snap["completed"]) + int(snap["failed"])
-    mean, p50, p95 = _latency(snap.get("durations") or [])
+    mean, p50, p95 = latency_stats(snap.get("durations") or [])
     queue = int(snap["queued"]) + int(snap["unrunnable"]) + int(snap["waiting_on_workers"])
     return Observation(
         t=t, workers=int(workers), busy=int(snap["busy_workers"]), queue_depth=queue,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import math
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from adaptive_lab.bench_stats import direction_changes
 from adaptive_lab.policies.adaptive import ThroughputSeekingPolicy
 from adaptive_lab.policies.base import Observation
 from adaptive_lab.pool import AdaptiveThreadPoolExecutor
@@ -180,18 +180,6 @@ def run_once(wl: Workload, size: int | None, duration: float, max_workers: int,
         out["scales"] = [(round(e["t"], 2), e["from"], e["to"], e["reason"]) for e in events
                          if e.get("type") == "scale"]
     return out
-
-
-def direction_changes(sizes: list[int]) -> int:
-    """Reversals of the size trajectory (up then down, or down then up)."""
-    last, n = 0, 0
-    for a, b in itertools.pairwise(sizes):
-        d = (b > a) - (b < a)
-        if d and last and d != last:
-            n += 1
-        if d:
-            last = d
-    return n
 
 
 def step_response(run: dict, step_at: float, target: float, window: float = 0.5) -> float:
