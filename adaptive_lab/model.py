@@ -344,13 +344,24 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     # a submitter that cannot keep up (the queue ran dry while workers sat idle in at
     # least a quarter of the periods): its rate, the 90th percentile of submissions/s
     # in those periods, caps the throughput whatever the size
+    # Only if those periods also fell short of the fitted curve (by more than 10 %):
+    # a queue that empties at the end of each scan pass, or a busy count sampled
+    # while a worker was between tasks, also looks starved, at full speed.
     submit_rate = None
     workers_end = a["workers"][1:]
     starved = sel & (queued <= 1) & (busy < workers_end) & (dt > 0)
-    if backlogged and starved.sum() >= max(3, 0.25 * sel.sum()):
+    if backlogged and starved.sum() >= max(3, 0.25 * sel.sum()) \
+            and (a["submitted"] >= 0).all():
         sub = np.diff(a["submitted"].astype(float))
-        if (a["submitted"] >= 0).all():
+        wk_s = np.minimum(workers_end[starved].astype(float), float(window))
+        curve = mva_throughput(int(wk_s.max()) + 1, float(ww[best]), cpu_s, float(ss[best]))
+        could = float(np.sum(np.interp(wk_s, np.arange(len(curve)), curve) * dt[starved]))
+        if float(n[starved].sum()) < 0.9 * could:
             submit_rate = float(np.percentile(sub[starved] / dt[starved], 90))
+            # it kept up with the segment's mean rate, whatever the starved periods say
+            dur = float(dt[sel].sum())
+            if dur > 0:
+                submit_rate = max(submit_rate, tasks / dur)
             if not submit_rate > 0:
                 submit_rate = None
     efficiency = 1.0

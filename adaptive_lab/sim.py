@@ -332,7 +332,8 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
                 min_workers: int = 2, max_workers: int = 24,
                 initial_workers: int | None = None, interval: float = 0.5,
                 sample_period: float = 0.1, path: str | os.PathLike | None = None,
-                digest: str = "sha256", batch_seconds: float | None = None) -> Trace:
+                digest: str = "sha256", batch_seconds: float | None = None,
+                batch_files: int | None = None) -> Trace:
     """Record a real scan under ``policy``: the scanner over a warm corpus, in phases.
 
     Parameters
@@ -349,6 +350,14 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
     batch_seconds
         The scanner's batch target (default its own, 1.5 ms). A tiny value (1e-9)
         makes one file per task, so runs count the same tasks.
+    batch_files
+        Instead of the scanner, tasks of exactly this many files (the last of a pass
+        may be shorter): the same walk, read, hash and match
+        (:func:`~adaptive_lab.walk.scan_batch`) and the scanner's backpressure, but a
+        task is the same unit of work in every run. The scanner sizes its batches from
+        measured batch times, which include waiting for the GIL, so its task size
+        depends on the pool size (and, on 2 cores, flips between two regimes from
+        run to run); a model of tasks cannot carry that across policies.
     """
     from .pool import AdaptiveThreadPoolExecutor
     from .scanner import scan
@@ -357,6 +366,11 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
 
     if not phases:
         raise ValueError("phases must not be empty")
+    if batch_files is not None and (isinstance(batch_files, bool) or
+                                    not isinstance(batch_files, int) or batch_files < 1):
+        raise ValueError(f"batch_files must be an int >= 1 or None, got {batch_files!r}")
+    if batch_files is not None and batch_seconds is not None:
+        raise ValueError("batch_files and batch_seconds exclude each other")
     profs = []
     for prof, passes in phases:
         pr = profile_by_name(prof) if isinstance(prof, str) else prof
@@ -369,7 +383,9 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
                        size_mix=size_mix)
     scan(info.root, digest=digest)  # warm the page cache (own executor, not recorded)
     rec = Recorder(path)
-    extra = {} if batch_seconds is None else {"batch_seconds": batch_seconds}
+    extra: dict[str, Any] = {} if batch_seconds is None else {"batch_seconds": batch_seconds}
+    if batch_files is not None:
+        extra = {"batch_files": batch_files}
     workload = {"driver": "adaptive_lab.sim.record_scan", "corpus": info.to_dict(),
                 "digest": digest, **extra,
                 "phases": [{"profile": pr.to_dict(), "passes": n} for pr, n in profs]}
@@ -384,11 +400,45 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
         for pr, passes in profs:
             ctl.phase(pr.name, profile=pr.to_dict(), passes=passes)
             for _ in range(passes):
-                scan(info.root, pool, digest=digest, profile=pr, **extra)
+                if batch_files is None:
+                    scan(info.root, pool, digest=digest, profile=pr, **extra)
+                else:
+                    _scan_fixed_batches(info.root, pool, batch_files, digest, pr,
+                                        2 * max_workers + 4)
     finally:
         pool.shutdown(wait=True)  # stops the controller, takes a last sample, closes
         rec.close()
     return rec.trace()
+
+
+def _scan_fixed_batches(root: str, pool: Any, batch_files: int, digest: str,
+                        profile: Any, bound: int) -> int:
+    """One pass of the scanner's pipeline with tasks of ``batch_files`` files: walk in
+    this thread, at most ``bound`` tasks submitted and not collected; returns files ok."""
+    import itertools
+    import queue
+    import time
+
+    from .walk import ScanOptions, check_digest, scan_batch, walk
+
+    opts = ScanOptions(digest=check_digest(digest), profile=profile,
+                       started=time.monotonic())
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    items = (e for e in walk(root) if type(e) is tuple)  # regular files only
+    pending, ok, exhausted = 0, 0, False
+    while True:
+        while not exhausted and pending < bound:
+            batch = list(itertools.islice(items, batch_files))
+            if not batch:
+                exhausted = True
+                break
+            pool.submit(scan_batch, batch, opts, None).add_done_callback(done.put)
+            pending += 1
+        if not pending:
+            return ok
+        results, _, _ = done.get().result()
+        pending -= 1
+        ok += sum(1 for r in results if r.status == "ok")
 
 
 def describe_model(model: WorkloadModel) -> list[dict[str, Any]]:

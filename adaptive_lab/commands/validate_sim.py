@@ -9,12 +9,14 @@ on it and reports the relative error of throughput, makespan and mean worker cou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ HELP = "record live runs of two policies, fit on one, predict the other; report 
 #: per profile: scanner phases (profile, passes), corpus files and size mix
 DEFAULTS: dict[str, dict[str, Any]] = {
     "latency": {"files": 2000, "size_mix": "B", "passes": 12},
-    "local": {"files": 4000, "size_mix": "A", "passes": 30},
+    "local": {"files": 4000, "size_mix": "A", "passes": 30, "cpus": 1},
     "mixed": {"files": 2000, "size_mix": "B", "passes": 4},
     "cpu": {"files": 2000, "size_mix": "B", "passes": 4},
 }
@@ -53,7 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="controller sample period, s (default 0.1)")
     parser.add_argument("--batch-seconds", type=float, default=None,
                         help="scanner batch target, s (default the scanner's 0.0015; 1e-9 = "
-                        "one file per task, so every run counts the same tasks)")
+                        "one file per task, so every run counts the same tasks); "
+                        "implies --batch-files 0")
+    parser.add_argument("--batch-files", type=int, default=None,
+                        help="tasks of exactly this many files instead of the scanner's "
+                        "adaptive batches (default 0 = the scanner)")
+    parser.add_argument("--cpus", type=int, default=None,
+                        help="record with this process pinned to this many CPUs (the "
+                        "highest-numbered it may use; default per profile: local 1, "
+                        "others 0 = no pinning); see docs/replay.md")
     parser.add_argument("--corpus", default=None,
                         help="corpus directory (default: a reusable temp directory)")
     parser.add_argument("--keep-traces", default=None, metavar="DIR",
@@ -100,11 +110,34 @@ def run_metrics(tr: Any) -> dict[str, float]:
             "mean_workers": mean_w, "scale_events": s["scale_events"]}
 
 
+@contextlib.contextmanager
+def pinned(cpus: int | None) -> Iterator[None]:
+    """Restrict this process to its ``cpus`` highest-numbered allowed CPUs, then
+    restore the affinity (no-op for None or where affinity cannot be set)."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    if cpus > len(old):
+        raise ValueError(f"cpus must be <= the {len(old)} CPUs this process may use, "
+                         f"got {cpus}")
+    os.sched_setaffinity(0, sorted(old)[-cpus:])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
 def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: int,
              size_mix: str, corpus: str, min_workers: int, max_workers: int,
              interval: float, sample_period: float, repeat: int = 1, keep: str | None = None,
-             batch_seconds: float | None = None, log: Any = print) -> dict[str, Any]:
-    """Record the live runs, cross-predict each (A_i, B_i) pair, return the results."""
+             batch_seconds: float | None = None, batch_files: int | None = None,
+             cpus: int | None = None, log: Any = print) -> dict[str, Any]:
+    """Record the live runs, cross-predict each (A_i, B_i) pair, return the results.
+
+    ``cpus``: pin this process (so the pool's threads) to that many CPUs while
+    recording, restoring the affinity afterwards (None: no pinning).
+    """
     import numpy as np
 
     from ..model import WorkloadModel
@@ -112,7 +145,8 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
 
     kw = {"corpus": corpus, "files": files, "size_mix": size_mix,
           "min_workers": min_workers, "max_workers": max_workers, "interval": interval,
-          "sample_period": sample_period, "batch_seconds": batch_seconds}
+          "sample_period": sample_period, "batch_seconds": batch_seconds,
+          "batch_files": batch_files}
     out: dict[str, Any] = {
         "profile": profile, "files": files, "passes": passes, "size_mix": size_mix,
         "repeat": repeat,
@@ -122,15 +156,21 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "settings": {"min_workers": min_workers, "max_workers": max_workers,
                      "interval": interval, "sample_period": sample_period,
-                     "batch_seconds": batch_seconds, "policy_a": policy_a.describe(),
+                     "batch_seconds": batch_seconds, "batch_files": batch_files,
+                     "cpus": cpus,
+                     "policy_a": policy_a.describe(),
                      "policy_b": policy_b.describe()},
         "live": [], "predictions": [],
     }
+    log(f"{profile}: {files} files x {passes} passes, "
+        + (f"pinned to {cpus} CPU(s)" if cpus else "not pinned")
+        + (f", tasks of {batch_files} files" if batch_files else ", scanner batches"))
     for r in range(repeat):
         live = {}
         for label, pol in (("A", policy_a), ("B", policy_b)):
             t0 = time.perf_counter()
-            tr = record_scan([(profile, passes)], pol, **kw)
+            with pinned(cpus):
+                tr = record_scan([(profile, passes)], pol, **kw)
             live[label] = tr
             m = run_metrics(tr)
             out["live"].append({"run": r, "label": label, "loadavg": os.getloadavg()[0], **m})
@@ -175,6 +215,15 @@ def run(args: argparse.Namespace) -> int:
     d = DEFAULTS[args.profile]
     files = args.files or d["files"]
     passes = args.passes or d["passes"]
+    batch_files = args.batch_files if args.batch_files is not None else (
+        None if args.batch_seconds is not None else d.get("batch_files"))
+    if batch_files is not None and batch_files < 0:
+        raise ValueError(f"--batch-files must be >= 0, got {batch_files}")
+    batch_files = batch_files or None
+    cpus = args.cpus if args.cpus is not None else d.get("cpus")
+    if cpus is not None and cpus < 0:
+        raise ValueError(f"--cpus must be >= 0, got {cpus}")
+    cpus = cpus or None
     for name, v in (("files", files), ("passes", passes), ("repeat", args.repeat)):
         if v < 1:
             raise ValueError(f"--{name} must be >= 1, got {v}")
@@ -185,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
                    min_workers=args.min_workers, max_workers=args.max_workers,
                    interval=args.interval, sample_period=args.sample_period,
                    repeat=args.repeat, keep=args.keep_traces,
-                   batch_seconds=args.batch_seconds)
+                   batch_seconds=args.batch_seconds, batch_files=batch_files, cpus=cpus)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(res, indent=1, default=str) + "\n")
