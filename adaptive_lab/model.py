@@ -106,7 +106,7 @@ class Segment:
     memory_percent: float = math.nan
     available_mb: float = math.nan
     rss_mb: float = math.nan
-    background_cpu: float = 0.0  # system CPU % not used by this process
+    background_cpu: float = 0.0  # system CPU % (of the machine) not used by this process
     efficiency: float = 1.0  # share of the curve's throughput delivered over time
     fit_error: float = math.nan  # RMS error of throughput per worker, relative to its mean
 
@@ -133,6 +133,7 @@ class WorkloadModel:
     segments: list[Segment]
     cores: int = 1
     window: int = 1_000_000_000  # max tasks queued + running at once (backpressure)
+    cpu_count: int | None = None  # the machine's CPUs (system CPU %'s base); None: cores
     source: dict[str, Any] = field(default_factory=dict)
     _tables: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     _lists: dict[int, list[float]] = field(default_factory=dict, repr=False, compare=False)
@@ -153,6 +154,11 @@ class WorkloadModel:
                 raise ValueError(f"segments[{i}].tasks must be >= 0, got {s.tasks}")
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.cpu_count is None:
+            self.cpu_count = self.cores
+        if self.cpu_count < self.cores:
+            raise ValueError(f"cpu_count must be >= cores ({self.cores}), "
+                             f"got {self.cpu_count}")
 
     # -- queries ----------------------------------------------------------------
     @property
@@ -189,7 +195,8 @@ class WorkloadModel:
     # -- serialisation ----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN kept as float; trace writers turn it into null)."""
-        return {"schema": MODEL_SCHEMA, "cores": self.cores, "window": self.window,
+        return {"schema": MODEL_SCHEMA, "cores": self.cores, "cpu_count": self.cpu_count,
+                "window": self.window,
                 "source": dict(self.source),
                 "segments": [asdict(s) for s in self.segments]}
 
@@ -211,7 +218,9 @@ class WorkloadModel:
                 segs.append(Segment(**kw))
             except TypeError as exc:
                 raise ValueError(f"model segments[{i}]: {exc}") from None
+        cpu_count = d.get("cpu_count")
         return cls(segments=segs, cores=int(d.get("cores", 1)),
+                   cpu_count=None if cpu_count is None else int(cpu_count),
                    window=int(d.get("window", 1_000_000_000)),
                    source=dict(d.get("source") or {}))
 
@@ -239,7 +248,10 @@ class WorkloadModel:
         fin = (a["completed"] + np.maximum(a["failed"], 0)).astype(float)
         if fin[0] < 0:
             raise ValueError("trace samples need 'completed' counts to fit a model")
-        cores = int((trace.header.get("host") or {}).get("cores") or 1)
+        host = trace.header.get("host") or {}
+        cores = int(host.get("cores") or 1)
+        # a process pinned to fewer CPUs than the machine has: system CPU % is of all
+        cpu_count = max(cores, int(host.get("cpu_count") or cores))
         dt = np.diff(t)
         n = np.diff(fin)
         ok = dt > 0
@@ -265,7 +277,7 @@ class WorkloadModel:
         for lo_t, hi_t in itertools.pairwise(bounds):
             sel = (t[1:] > lo_t) & (t[1:] <= hi_t + 1e-9)
             segs.append(_fit_segment(a, sel, lo_t, hi_t, dt, n, x, lat, pcpu, busy, queued,
-                                     cores, window))
+                                     cores, window, cpu_count))
         src = {"policy": trace.policy_name, "samples": len(t),
                "duration_s": float(t[-1] - t[0]), "tasks": int(fin[-1] - fin[0]),
                "created": trace.header.get("created"),
@@ -274,13 +286,14 @@ class WorkloadModel:
                "sample_period": trace.header.get("sample_period"),
                "bounds": trace.header.get("bounds") or {},
                "initial_workers": int(a["workers"][0])}
-        return cls(segments=segs, cores=cores, window=window, source=src)
+        return cls(segments=segs, cores=cores, window=window, source=src,
+                   cpu_count=cpu_count)
 
 
 def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float,
                  dt: np.ndarray, n: np.ndarray, x: np.ndarray, lat: np.ndarray,
                  pcpu: np.ndarray, busy: np.ndarray, queued: np.ndarray, cores: int,
-                 window: int) -> Segment:
+                 window: int, cpu_count: int) -> Segment:
     tasks = int(n[sel].sum())
     use = sel & (n > 0) & np.isfinite(lat) & (lat > 0)
     if tasks <= 0 or not use.any():
@@ -386,8 +399,10 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
         v = v[np.isfinite(v)]
         return float(np.median(v)) if len(v) else math.nan
 
+    # other tenants, in % of the whole machine (system CPU % is of all its CPUs, the
+    # process's of the ``cores`` it may use)
     cpu_sys = a["cpu_percent"][1:][sel]
-    pcpu_pct = a["process_cpu_percent"][1:][sel]
+    pcpu_pct = a["process_cpu_percent"][1:][sel] * cores / cpu_count
     bg = cpu_sys - pcpu_pct
     bg = bg[np.isfinite(bg)]
     return Segment(

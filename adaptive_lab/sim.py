@@ -224,8 +224,9 @@ class SimulatedPool:
 
 class SimulatedMetrics:
     """Machine readings for a :class:`SimulatedPool`: process CPU from the model
-    (CPU-seconds used in the last step), system CPU = that + the recorded background,
-    memory as recorded in the current segment."""
+    (CPU-seconds used in the last step, % of the model's ``cores``), system CPU = that
+    as a share of the machine's ``cpu_count`` CPUs + the recorded background, memory as
+    recorded in the current segment; ``cores`` as a live reading has it."""
 
     def __init__(self, pool: SimulatedPool) -> None:
         self.pool = pool
@@ -238,11 +239,12 @@ class SimulatedMetrics:
         used = p.cpu_seconds - self._cpu
         self._t, self._cpu = p.t, p.cpu_seconds
         cores = max(1, p.model.cores)
+        share = cores / max(cores, p.model.cpu_count or cores)
         pct = min(100.0, 100.0 * used / (dt * cores)) if dt > 0 else 0.0
         s = p.model.segments[min(p.seg, len(p.model.segments) - 1)]
-        return SystemSample(cpu_percent=min(100.0, pct + s.background_cpu),
+        return SystemSample(cpu_percent=min(100.0, pct * share + s.background_cpu),
                             memory_percent=s.memory_percent, available_mb=s.available_mb,
-                            process_cpu_percent=pct, rss_mb=s.rss_mb)
+                            process_cpu_percent=pct, rss_mb=s.rss_mb, cores=float(cores))
 
 
 def simulate(model: WorkloadModel | Trace, policy: Policy, *, duration: float | None = None,
@@ -319,6 +321,9 @@ def simulate(model: WorkloadModel | Trace, policy: Policy, *, duration: float | 
             break
     tr = rec.trace()
     tr.header["simulated"] = True
+    # the machine simulated is the model's (its cores), not the one running this
+    tr.header["host"] = {**(tr.header.get("host") or {}), "cores": model.cores,
+                         "cpu_count": model.cpu_count}
     tr.header["seed"] = seed
     tr.header["noise"] = noise
     tr.header["model"] = model.to_dict()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +317,94 @@ def test_record_scan_records_a_real_scan(tmp_path: Path) -> None:
     assert model.total_tasks == 450 and len(model.segments) == 2
     with pytest.raises(ValueError, match="passes"):
         record_scan([("latency", 0)], FixedPolicy(4), corpus=tmp_path / "corpus", files=150)
+
+
+def _cpu_bound_trace(starved_rate: float, host: dict | None = None, n: int = 60) -> Trace:
+    """A hand-made 1-core CPU-bound run at 8 workers, 1 ms CPU per task: the queue runs
+    dry in 2 of every 5 periods (a scan pass ending), completing ``starved_rate``/s
+    then (1000/s otherwise); the machine's other tenants use 20 % of it."""
+    host = host or {"cores": 1, "cpu_count": 1}
+    header = {"kind": "header", "schema": "adaptive-lab/trace", "version": 1, "host": host,
+              "policy": {"name": "fixed", "params": {"n": 8}}, "interval": 0.5,
+              "sample_period": 0.1, "bounds": {"min_workers": 8, "max_workers": 8}}
+    samples, done, sub = [], 0, 40
+    share = host["cores"] / host["cpu_count"]
+    for i in range(n + 1):
+        dry = i % 5 in (1, 2)
+        x = starved_rate if dry else 1000.0
+        if i:
+            done += int(x * 0.1)
+            sub = done + (0 if dry else 48)
+        pcpu = 100.0 * x / 1000.0
+        samples.append({"t": 0.1 * i, "workers": 8, "busy": 6 if dry else 8,
+                        "queued": 0 if dry else 40, "submitted": sub, "completed": done,
+                        "failed": 0, "cpu_percent": pcpu * share + 20.0,
+                        "process_cpu_percent": pcpu, "memory_percent": 10.0,
+                        "available_mb": 1e4, "rss_mb": 50.0, "throughput": x,
+                        "latency_mean": 8 / x, "latency_p50": 8 / x, "latency_p95": 9 / x})
+    return Trace(header=header, samples=samples, events=[])
+
+
+def test_queue_running_dry_at_full_speed_is_not_a_slow_submitter() -> None:
+    model = WorkloadModel.fit(_cpu_bound_trace(1000.0))
+    seg = model.segments[0]
+    assert seg.submit_rate is None
+    assert seg.capacity == pytest.approx(1000.0, rel=0.05)
+
+
+def test_a_submitter_that_fell_short_caps_at_least_at_the_mean_rate() -> None:
+    seg = WorkloadModel.fit(_cpu_bound_trace(500.0)).segments[0]
+    assert seg.submit_rate == pytest.approx(0.6 * 1000 + 0.4 * 500, rel=0.02)
+
+
+def test_a_pinned_run_keeps_system_cpu_relative_to_the_machine() -> None:
+    """Pinned to 1 of 2 CPUs: the process's 100 % is half the machine; the other
+    tenants' 20 % is of the machine, in the fit and in the simulated readings."""
+    from adaptive_lab.sim import SimulatedMetrics
+
+    model = WorkloadModel.fit(_cpu_bound_trace(1000.0, {"cores": 1, "cpu_count": 2}))
+    assert (model.cores, model.cpu_count) == (1, 2)
+    assert model.segments[0].background_cpu == pytest.approx(20.0, abs=1.0)
+    assert WorkloadModel.from_dict(model.to_dict()).cpu_count == 2
+    pool = SimulatedPool(model, 8)
+    metrics = SimulatedMetrics(pool)
+    pool.advance(1.0)
+    s = metrics.read()
+    assert s.process_cpu_percent == pytest.approx(100.0, rel=0.05)
+    assert s.cpu_percent == pytest.approx(50.0 + 20.0, rel=0.05)
+    assert s.cores == 1.0
+    sim = simulate(model, FixedPolicy(8))
+    assert (sim.header["host"]["cores"], sim.header["host"]["cpu_count"]) == (1, 2)
+    with pytest.raises(ValueError, match="cpu_count"):
+        WorkloadModel(model.segments, cores=2, cpu_count=1)
+
+
+def test_record_scan_fixed_size_tasks(tmp_path: Path) -> None:
+    """``batch_files``: every task is that many files (the last of a pass fewer)."""
+    from adaptive_lab.sim import record_scan
+
+    tr = record_scan([("local", 2)], FixedPolicy(3), corpus=tmp_path / "corpus", files=100,
+                     min_workers=2, max_workers=4, interval=0.1, sample_period=0.05,
+                     batch_files=7)
+    assert tr.samples[-1]["completed"] == 2 * math.ceil(100 / 7)
+    assert tr.header["workload"]["batch_files"] == 7
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_files"):
+            record_scan([("local", 1)], FixedPolicy(3), corpus=tmp_path / "corpus",
+                        files=100, batch_files=bad)
+    with pytest.raises(ValueError, match="batch_files"):
+        record_scan([("local", 1)], FixedPolicy(3), corpus=tmp_path / "corpus", files=100,
+                    batch_files=7, batch_seconds=1e-3)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_validate_sim_pinning_restores_the_affinity() -> None:
+    from adaptive_lab.commands.validate_sim import pinned
+
+    before = os.sched_getaffinity(0)
+    with pinned(1):
+        assert os.sched_getaffinity(0) == {max(before)}
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(ValueError, match="cpus"), pinned(len(before) + 1):
+        pass
+    assert os.sched_getaffinity(0) == before

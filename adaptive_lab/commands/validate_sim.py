@@ -95,6 +95,8 @@ def run_metrics(tr: Any) -> dict[str, float]:
     the same scan may count different tasks; ``files_per_s`` (same files in every run)
     is then the fair rate, and its error is the makespan's.
     """
+    import numpy as np
+
     s = tr.summary()
     mk = tr.header.get("makespan_s")
     makespan = float(mk) if mk is not None else float(s["duration_s"])
@@ -104,7 +106,16 @@ def run_metrics(tr: Any) -> dict[str, float]:
     wl = tr.header.get("workload") or {}
     if "corpus" in wl and "phases" in wl:  # a record_scan run: the same files in each run
         files = wl["corpus"]["files"] * sum(p["passes"] for p in wl["phases"])
+    # other tenants' CPU, % of the machine (median over the run): not modelled, and
+    # it moves a CPU-bound run's speed and the decisions of a policy reading system CPU
+    host = tr.header.get("host") or {}
+    cores = float(host.get("cores") or 1)
+    share = cores / max(cores, float(host.get("cpu_count") or cores))
+    a = tr.to_arrays()
+    bg = a["cpu_percent"][1:] - a["process_cpu_percent"][1:] * share
+    bg = bg[np.isfinite(bg)]
     return {"tasks": s["tasks"], "makespan_s": makespan, "files": files,
+            "background_cpu": float(max(0.0, np.median(bg))) if len(bg) else math.nan,
             "files_per_s": files / makespan if files and makespan > 0 else None,
             "throughput": s["tasks"] / makespan if makespan > 0 else math.nan,
             "mean_workers": mean_w, "scale_events": s["scale_events"]}
@@ -192,7 +203,9 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
                                        "sim": sm, "error_pct": err})
             log(f"run {r} fit on {fit_on}, predict {predict}: throughput "
                 f"{err['throughput']:+.1f} %, makespan {err['makespan_s']:+.1f} %, "
-                f"mean workers {err['mean_workers']:+.1f} %")
+                f"mean workers {err['mean_workers']:+.1f} % (other tenants' CPU "
+                f"{run_metrics(live[fit_on])['background_cpu']:.0f} % in the fitted run, "
+                f"{lm['background_cpu']:.0f} % in the predicted one)")
             if keep:
                 sim.save(Path(keep) / f"{profile}-sim-{predict}{r}-from-{fit_on}.jsonl")
     summary = {}
