@@ -408,3 +408,15 @@ def test_validate_sim_pinning_restores_the_affinity() -> None:
     with pytest.raises(ValueError, match="cpus"), pinned(len(before) + 1):
         pass
     assert os.sched_getaffinity(0) == before
+
+
+def test_validate_sim_tenant_diagnostic_leaves_the_model_alone() -> None:
+    from adaptive_lab.commands.validate_sim import run_metrics, with_background
+
+    model = toy_model()
+    given = with_background(model, 42.0)
+    assert [s.background_cpu for s in given.segments] == [42.0]
+    assert model.segments[0].background_cpu == 0.0
+    assert with_background(model, math.nan).segments[0].background_cpu == 0.0
+    tr = simulate(given, FixedPolicy(4), interval=0.5, sample_period=0.1)
+    assert run_metrics(tr)["background_cpu"] == pytest.approx(42.0)
