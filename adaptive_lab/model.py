@@ -36,7 +36,10 @@ assumption is written down here and in ``docs/replay.md``:
    at the sizes the pool had, stalls included (a scanner's walk restarting, other
    tenants taking the CPU, GC), and scales the curve. It assumes another policy
    stalls as often.
-7. **Memory and background CPU are as recorded** (segment medians), not modelled.
+7. **Memory and other tenants' CPU are as recorded**, not modelled: memory as the
+   segment's median; other tenants' CPU (system CPU not used by this process, in % of
+   the machine) as its recorded spread, 16 quantiles, one drawn per sample period
+   (a policy reading system CPU near a threshold sees it cross now and then, as live).
 8. **Task-time spread** is log-normal with ``sigma`` from the recorded p95/p50.
 """
 
@@ -107,6 +110,9 @@ class Segment:
     available_mb: float = math.nan
     rss_mb: float = math.nan
     background_cpu: float = 0.0  # system CPU % (of the machine) not used by this process
+    # its spread: 16 quantiles (None: always ``background_cpu``); a simulation draws
+    # one per sample, as other tenants' load moves from one sample to the next
+    background_q: list[float] | None = None
     efficiency: float = 1.0  # share of the curve's throughput delivered over time
     fit_error: float = math.nan  # RMS error of throughput per worker, relative to its mean
 
@@ -211,7 +217,7 @@ class WorkloadModel:
             if not isinstance(s, dict):
                 raise ValueError(f"model segments[{i}] must be a dict")
             kw = {k: (math.nan if v is None else v) for k, v in s.items() if k in names}
-            for opt in ("arrival_rate", "submit_rate"):
+            for opt in ("arrival_rate", "submit_rate", "background_q"):
                 if s.get(opt) is None:
                     kw[opt] = None
             try:
@@ -403,7 +409,7 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
     # process's of the ``cores`` it may use)
     cpu_sys = a["cpu_percent"][1:][sel]
     pcpu_pct = a["process_cpu_percent"][1:][sel] * cores / cpu_count
-    bg = cpu_sys - pcpu_pct
+    bg = np.maximum(cpu_sys - pcpu_pct, 0.0)  # the two windows differ a little
     bg = bg[np.isfinite(bg)]
     return Segment(
         t0=float(t0), t1=float(t1), tasks=tasks, wait_s=float(ww[best]), cpu_s=cpu_s,
@@ -411,10 +417,17 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
         submit_rate=submit_rate,
         memory_percent=med("memory_percent"), available_mb=med("available_mb"),
         rss_mb=med("rss_mb"), efficiency=efficiency,
-        background_cpu=float(max(0.0, np.median(bg))) if len(bg) else 0.0,
+        background_cpu=float(np.median(bg)) if len(bg) else 0.0,
+        background_q=quantiles16(bg) if len(bg) >= 16 else None,
         fit_error=float(math.sqrt(sse[best])) / max(1e-12, float(
             np.average(x_u / np.maximum(k, 1.0), weights=w_obs))),
     )
+
+
+def quantiles16(values: np.ndarray) -> list[float]:
+    """The 16 mid-quantiles ((i + 0.5) / 16) of ``values``, rounded to 0.1."""
+    q = np.quantile(np.asarray(values, float), (np.arange(16) + 0.5) / 16)
+    return [round(float(v), 1) for v in q]
 
 
 def _segment_bounds(trace: Trace, t: np.ndarray, lat: np.ndarray, n: np.ndarray,

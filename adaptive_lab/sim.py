@@ -226,12 +226,17 @@ class SimulatedMetrics:
     """Machine readings for a :class:`SimulatedPool`: process CPU from the model
     (CPU-seconds used in the last step, % of the model's ``cores``), system CPU = that
     as a share of the machine's ``cpu_count`` CPUs + the recorded background, memory as
-    recorded in the current segment; ``cores`` as a live reading has it."""
+    recorded in the current segment; ``cores`` as a live reading has it. Other
+    tenants' CPU is drawn per reading from the segment's recorded quantiles
+    (``background_q``, seeded: deterministic), else its median."""
 
-    def __init__(self, pool: SimulatedPool) -> None:
+    def __init__(self, pool: SimulatedPool, seed: int = 0) -> None:
+        import random
+
         self.pool = pool
         self._t = pool.t
         self._cpu = pool.cpu_seconds
+        self._rng = random.Random(seed)  # other tenants' CPU: which recorded quantile
 
     def read(self) -> SystemSample:
         p = self.pool
@@ -242,7 +247,9 @@ class SimulatedMetrics:
         share = cores / max(cores, p.model.cpu_count or cores)
         pct = min(100.0, 100.0 * used / (dt * cores)) if dt > 0 else 0.0
         s = p.model.segments[min(p.seg, len(p.model.segments) - 1)]
-        return SystemSample(cpu_percent=min(100.0, pct * share + s.background_cpu),
+        bg = s.background_q[self._rng.randrange(len(s.background_q))] \
+            if s.background_q else s.background_cpu
+        return SystemSample(cpu_percent=min(100.0, pct * share + bg),
                             memory_percent=s.memory_percent, available_mb=s.available_mb,
                             process_cpu_percent=pct, rss_mb=s.rss_mb, cores=float(cores))
 
@@ -270,7 +277,8 @@ def simulate(model: WorkloadModel | Trace, policy: Policy, *, duration: float | 
         the initial size defaults to ``min_workers``, as a live pool with a policy.
     seed, noise
         ``noise`` is the relative standard deviation of each step's throughput
-        (default 0: deterministic fluid); ``seed`` seeds it.
+        (default 0: deterministic fluid); ``seed`` seeds it and the draws of other
+        tenants' CPU (the model's recorded quantiles), so a seed gives one result.
     max_duration
         Safety stop when a policy never finishes the work (default 20x the source
         run's duration, at least 600 s).
@@ -307,7 +315,7 @@ def simulate(model: WorkloadModel | Trace, policy: Policy, *, duration: float | 
                          noise=noise, seed=seed)
     rec = Recorder()
     ctl = Controller(pool, pol, interval=ivl, sample_period=sp, min_workers=lo,
-                     max_workers=hi, clock=clock, metrics=SimulatedMetrics(pool),
+                     max_workers=hi, clock=clock, metrics=SimulatedMetrics(pool, seed),
                      recorder=rec, workload=dict(src.get("workload") or {}),
                      log_interval=1e12)
     steps = math.ceil(limit / sp - 1e-9)

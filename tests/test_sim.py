@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -319,10 +320,11 @@ def test_record_scan_records_a_real_scan(tmp_path: Path) -> None:
         record_scan([("latency", 0)], FixedPolicy(4), corpus=tmp_path / "corpus", files=150)
 
 
-def _cpu_bound_trace(starved_rate: float, host: dict | None = None, n: int = 60) -> Trace:
+def _cpu_bound_trace(starved_rate: float, host: dict | None = None, n: int = 60,
+                     tenants: Callable[[int], float] = lambda i: 20.0) -> Trace:
     """A hand-made 1-core CPU-bound run at 8 workers, 1 ms CPU per task: the queue runs
     dry in 2 of every 5 periods (a scan pass ending), completing ``starved_rate``/s
-    then (1000/s otherwise); the machine's other tenants use 20 % of it."""
+    then (1000/s otherwise); the machine's other tenants use ``tenants(i)`` % of it."""
     host = host or {"cores": 1, "cpu_count": 1}
     header = {"kind": "header", "schema": "adaptive-lab/trace", "version": 1, "host": host,
               "policy": {"name": "fixed", "params": {"n": 8}}, "interval": 0.5,
@@ -338,7 +340,7 @@ def _cpu_bound_trace(starved_rate: float, host: dict | None = None, n: int = 60)
         pcpu = 100.0 * x / 1000.0
         samples.append({"t": 0.1 * i, "workers": 8, "busy": 6 if dry else 8,
                         "queued": 0 if dry else 40, "submitted": sub, "completed": done,
-                        "failed": 0, "cpu_percent": pcpu * share + 20.0,
+                        "failed": 0, "cpu_percent": min(100.0, pcpu * share + tenants(i)),
                         "process_cpu_percent": pcpu, "memory_percent": 10.0,
                         "available_mb": 1e4, "rss_mb": 50.0, "throughput": x,
                         "latency_mean": 8 / x, "latency_p50": 8 / x, "latency_p95": 9 / x})
@@ -411,12 +413,45 @@ def test_validate_sim_pinning_restores_the_affinity() -> None:
 
 
 def test_validate_sim_tenant_diagnostic_leaves_the_model_alone() -> None:
-    from adaptive_lab.commands.validate_sim import run_metrics, with_background
+    from adaptive_lab.commands.validate_sim import predict_metrics, run_metrics, with_background
 
     model = toy_model()
-    given = with_background(model, 42.0)
-    assert [s.background_cpu for s in given.segments] == [42.0]
-    assert model.segments[0].background_cpu == 0.0
-    assert with_background(model, math.nan).segments[0].background_cpu == 0.0
-    tr = simulate(given, FixedPolicy(4), interval=0.5, sample_period=0.1)
-    assert run_metrics(tr)["background_cpu"] == pytest.approx(42.0)
+    pinned = {"cores": 1, "cpu_count": 2}
+    given = with_background(model, _cpu_bound_trace(1000.0, pinned,
+                                                     tenants=lambda i: 10.0 * (i % 5)))
+    assert given.segments[0].background_cpu == 20.0
+    q = given.segments[0].background_q
+    assert q is not None and len(q) == 16 and (min(q), max(q)) == (0.0, 40.0)
+    assert model.segments[0].background_cpu == 0.0 and model.segments[0].background_q is None
+    tr, mean = predict_metrics(given, FixedPolicy(4), 3)
+    assert mean["seeds"] == 3
+    assert run_metrics(tr)["background_cpu"] == pytest.approx(20.0, abs=10.0)
+    one = run_metrics(simulate(given, FixedPolicy(4)))
+    assert predict_metrics(given, FixedPolicy(4), 1)[1]["makespan_s"] == one["makespan_s"]
+
+
+def test_other_tenants_cpu_is_drawn_from_its_recorded_spread() -> None:
+    """Fitted as 16 quantiles; a simulation draws one per reading (seeded), so a policy
+    near a CPU threshold sees it crossed now and then, as in a live run."""
+    from adaptive_lab.sim import SimulatedMetrics
+
+    tr = _cpu_bound_trace(1000.0, {"cores": 1, "cpu_count": 2}, n=80,
+                          tenants=lambda i: 0.0 if i % 2 else 40.0)
+    model = WorkloadModel.fit(tr)
+    q = model.segments[0].background_q
+    assert q is not None and len(q) == 16 and min(q) == 0.0 and max(q) == 40.0
+    assert WorkloadModel.from_dict(json.loads(json.dumps(model.to_dict()))
+                                   ).segments[0].background_q == q
+
+    def readings(seed: int) -> list[float]:
+        pool = SimulatedPool(model, 8)
+        m = SimulatedMetrics(pool, seed)
+        out = []
+        for _ in range(60):  # 6 s of the 8 s of work
+            pool.advance(0.1)
+            out.append(m.read().cpu_percent - 50.0)  # the process: 1 core of 2, busy
+        return out
+
+    a = readings(0)
+    assert a == readings(0) and a != readings(1)
+    assert 0.3 < np.mean(np.array(a) < 20.0) < 0.7  # about half the draws are the 0 %

@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record with this process pinned to this many CPUs (the "
                         "highest-numbered it may use; default per profile: local 1, "
                         "others 0 = no pinning); see docs/replay.md")
+    parser.add_argument("--sim-seeds", type=int, default=5,
+                        help="simulations per prediction (seeds 0..N-1, which draw other "
+                        "tenants' CPU differently); the prediction is their mean (default 5)")
     parser.add_argument("--corpus", default=None,
                         help="corpus directory (default: a reusable temp directory)")
     parser.add_argument("--keep-traces", default=None, metavar="DIR",
@@ -83,18 +86,52 @@ def parse_policy(spec: str) -> Any:
     return make_policy(name.strip(), **parse_assignments(items))
 
 
-def with_background(model: Any, background_cpu: float) -> Any:
-    """A copy of ``model`` whose segments all have this other-tenant CPU (% of the
-    machine); NaN keeps the model's own."""
+def predict_metrics(model: Any, policy: Any, seeds: int) -> tuple[Any, dict[str, Any]]:
+    """Simulate with seeds 0..seeds-1 (they differ in the draws of other tenants' CPU);
+    return the seed-0 trace and the mean of each metric (the expected run)."""
+    import numpy as np
+
+    from ..sim import simulate
+
+    traces = [simulate(model, policy, seed=k) for k in range(max(1, seeds))]
+    ms = [run_metrics(tr) for tr in traces]
+    mean = dict(ms[0])
+    for k in (*METRICS, "tasks"):
+        mean[k] = float(np.mean([m[k] for m in ms]))
+    mean["seeds"] = len(ms)
+    return traces[0], mean
+
+
+def with_background(model: Any, trace: Any) -> Any:
+    """A copy of ``model`` whose segments all have the other tenants' CPU (% of the
+    machine) recorded in ``trace``: its median and 16 quantiles."""
     import copy
 
+    import numpy as np
+
+    from ..model import quantiles16
+
     out = copy.deepcopy(model)
-    if math.isfinite(background_cpu):
+    bg = background_cpu(trace)
+    if len(bg):
         for seg in out.segments:
-            seg.background_cpu = float(background_cpu)
+            seg.background_cpu = float(np.median(bg))
+            seg.background_q = quantiles16(bg) if len(bg) >= 16 else None
     out._tables.clear()
     out._lists.clear()
     return out
+
+
+def background_cpu(tr: Any) -> Any:
+    """Per sample, the system CPU % not used by this process (% of the machine, >= 0)."""
+    import numpy as np
+
+    host = tr.header.get("host") or {}
+    cores = float(host.get("cores") or 1)
+    share = cores / max(cores, float(host.get("cpu_count") or cores))
+    a = tr.to_arrays()
+    bg = np.maximum(a["cpu_percent"][1:] - a["process_cpu_percent"][1:] * share, 0.0)
+    return bg[np.isfinite(bg)]
 
 
 def rel_err(pred: float, live: float) -> float:
@@ -124,14 +161,9 @@ def run_metrics(tr: Any) -> dict[str, float]:
         files = wl["corpus"]["files"] * sum(p["passes"] for p in wl["phases"])
     # other tenants' CPU, % of the machine (median over the run): not modelled, and
     # it moves a CPU-bound run's speed and the decisions of a policy reading system CPU
-    host = tr.header.get("host") or {}
-    cores = float(host.get("cores") or 1)
-    share = cores / max(cores, float(host.get("cpu_count") or cores))
-    a = tr.to_arrays()
-    bg = a["cpu_percent"][1:] - a["process_cpu_percent"][1:] * share
-    bg = bg[np.isfinite(bg)]
+    bg = background_cpu(tr)
     return {"tasks": s["tasks"], "makespan_s": makespan, "files": files,
-            "background_cpu": float(max(0.0, np.median(bg))) if len(bg) else math.nan,
+            "background_cpu": float(np.median(bg)) if len(bg) else math.nan,
             "files_per_s": files / makespan if files and makespan > 0 else None,
             "throughput": s["tasks"] / makespan if makespan > 0 else math.nan,
             "mean_workers": mean_w, "scale_events": s["scale_events"]}
@@ -159,7 +191,8 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
              size_mix: str, corpus: str, min_workers: int, max_workers: int,
              interval: float, sample_period: float, repeat: int = 1, keep: str | None = None,
              batch_seconds: float | None = None, batch_files: int | None = None,
-             cpus: int | None = None, log: Any = print) -> dict[str, Any]:
+             cpus: int | None = None, sim_seeds: int = 5, log: Any = print
+             ) -> dict[str, Any]:
     """Record the live runs, cross-predict each (A_i, B_i) pair, return the results.
 
     ``cpus``: pin this process (so the pool's threads) to that many CPUs while
@@ -168,7 +201,7 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
     import numpy as np
 
     from ..model import WorkloadModel
-    from ..sim import describe_model, record_scan, simulate
+    from ..sim import describe_model, record_scan
 
     kw = {"corpus": corpus, "files": files, "size_mix": size_mix,
           "min_workers": min_workers, "max_workers": max_workers, "interval": interval,
@@ -184,7 +217,7 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
         "settings": {"min_workers": min_workers, "max_workers": max_workers,
                      "interval": interval, "sample_period": sample_period,
                      "batch_seconds": batch_seconds, "batch_files": batch_files,
-                     "cpus": cpus,
+                     "cpus": cpus, "sim_seeds": sim_seeds,
                      "policy_a": policy_a.describe(),
                      "policy_b": policy_b.describe()},
         "live": [], "predictions": [],
@@ -210,14 +243,13 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
                 tr.save(Path(keep) / f"{profile}-live-{label}{r}.jsonl")
         for fit_on, predict in (("A", "B"), ("B", "A")):
             model = WorkloadModel.fit(live[fit_on])
-            sim = simulate(model, policy_b if predict == "B" else policy_a)
-            lm, sm = run_metrics(live[predict]), run_metrics(sim)
+            pol = policy_b if predict == "B" else policy_a
+            sim, sm = predict_metrics(model, pol, sim_seeds)
+            lm = run_metrics(live[predict])
             err = {k: rel_err(sm[k], lm[k]) for k in METRICS}
             # a diagnostic, not the prediction: the same model with the other
             # tenants' CPU of the predicted run (an input the model cannot know)
-            given = simulate(with_background(model, lm["background_cpu"]),
-                             policy_b if predict == "B" else policy_a)
-            gm = run_metrics(given)
+            _, gm = predict_metrics(with_background(model, live[predict]), pol, sim_seeds)
             err_given = {k: rel_err(gm[k], lm[k]) for k in METRICS}
             out["predictions"].append({"run": r, "fit_on": fit_on, "predict": predict,
                                        "model": describe_model(model), "live": lm,
@@ -264,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
     if cpus is not None and cpus < 0:
         raise ValueError(f"--cpus must be >= 0, got {cpus}")
     cpus = cpus or None
-    for name, v in (("files", files), ("passes", passes), ("repeat", args.repeat)):
+    for name, v in (("files", files), ("passes", passes), ("repeat", args.repeat),
+                    ("sim-seeds", args.sim_seeds)):
         if v < 1:
             raise ValueError(f"--{name} must be >= 1, got {v}")
     corpus = args.corpus or os.path.join(
@@ -274,7 +307,8 @@ def run(args: argparse.Namespace) -> int:
                    min_workers=args.min_workers, max_workers=args.max_workers,
                    interval=args.interval, sample_period=args.sample_period,
                    repeat=args.repeat, keep=args.keep_traces,
-                   batch_seconds=args.batch_seconds, batch_files=batch_files, cpus=cpus)
+                   batch_seconds=args.batch_seconds, batch_files=batch_files, cpus=cpus,
+                   sim_seeds=args.sim_seeds)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(res, indent=1, default=str) + "\n")
