@@ -30,7 +30,10 @@ assumption is written down here and in ``docs/replay.md``:
 5. **Segments** (phases): when task latency changes over time (a step profile), the
    model is piecewise; each segment holds ``tasks`` tasks, and a simulation moves to
    the next segment when they are done. Boundaries come from ``phase`` events if the
-   trace has them, else from a change-point search on log latency.
+   trace has them, else from a change-point search on log latency. A backlogged
+   segment whose ``phase`` events announce ``passes`` (a scan repeated) is submitted
+   in that many equal ``rounds``, each after the previous is done: the queue runs dry
+   at the end of every pass, as a policy watching it sees live.
 6. **Stalls are a flat efficiency**: the curve is fitted on periods where tasks
    finished; ``efficiency`` (<= 1) is the segment's tasks over what the curve promises
    at the sizes the pool had, stalls included (a scanner's walk restarting, other
@@ -113,6 +116,9 @@ class Segment:
     # its spread: 16 quantiles (None: always ``background_cpu``); a simulation draws
     # one per sample, as other tenants' load moves from one sample to the next
     background_q: list[float] | None = None
+    # backlogged work submitted in this many rounds with a barrier between them (the
+    # passes of a scan: each ends when all its results are in); None: one round
+    rounds: int | None = None
     efficiency: float = 1.0  # share of the curve's throughput delivered over time
     fit_error: float = math.nan  # RMS error of throughput per worker, relative to its mean
 
@@ -217,7 +223,7 @@ class WorkloadModel:
             if not isinstance(s, dict):
                 raise ValueError(f"model segments[{i}] must be a dict")
             kw = {k: (math.nan if v is None else v) for k, v in s.items() if k in names}
-            for opt in ("arrival_rate", "submit_rate", "background_q"):
+            for opt in ("arrival_rate", "submit_rate", "background_q", "rounds"):
                 if s.get(opt) is None:
                     kw[opt] = None
             try:
@@ -282,8 +288,11 @@ class WorkloadModel:
         segs = []
         for lo_t, hi_t in itertools.pairwise(bounds):
             sel = (t[1:] > lo_t) & (t[1:] <= hi_t + 1e-9)
-            segs.append(_fit_segment(a, sel, lo_t, hi_t, dt, n, x, lat, pcpu, busy, queued,
-                                     cores, window, cpu_count))
+            seg = _fit_segment(a, sel, lo_t, hi_t, dt, n, x, lat, pcpu, busy, queued,
+                               cores, window, cpu_count)
+            if seg.arrival_rate is None and seg.submit_rate is None:
+                seg.rounds = _rounds(trace, lo_t, hi_t, t[0], t[-1])
+            segs.append(seg)
         src = {"policy": trace.policy_name, "samples": len(t),
                "duration_s": float(t[-1] - t[0]), "tasks": int(fin[-1] - fin[0]),
                "created": trace.header.get("created"),
@@ -422,6 +431,20 @@ def _fit_segment(a: dict[str, np.ndarray], sel: np.ndarray, t0: float, t1: float
         fit_error=float(math.sqrt(sse[best])) / max(1e-12, float(
             np.average(x_u / np.maximum(k, 1.0), weights=w_obs))),
     )
+
+
+def _rounds(trace: Trace, t0: float, t1: float, start: float, end: float) -> int | None:
+    """Passes the ``phase`` events starting in ``[t0, t1)`` announced (``passes``), the
+    first segment also counting those before the first sample; None if none did."""
+    lo = -math.inf if t0 <= start else t0 - 1e-3
+    hi = math.inf if t1 >= end else t1 - 1e-3
+    total = 0
+    for e in trace.events:
+        p = e.get("passes")
+        if e.get("type") == "phase" and isinstance(p, int) and p >= 1 \
+                and lo <= float(e["t"]) < hi:
+            total += p
+    return total or None
 
 
 def quantiles16(values: np.ndarray) -> list[float]:

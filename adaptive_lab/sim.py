@@ -154,12 +154,17 @@ class SimulatedPool:
         return self.finished_at is not None
 
     def _start_segment(self) -> None:
-        """Backlogged segments release all their tasks at once."""
+        """Backlogged segments release all their tasks at once, or the first of their
+        ``rounds`` (the rest one by one, each when the previous is done)."""
         self._seg_done = 0.0
         self._seg_released = 0.0
+        self._round = 0.0
         s = self.model.segments[self.seg]
         if s.arrival_rate is None and s.submit_rate is None:
-            self._seg_released = self._seg_tasks[self.seg]
+            total = self._seg_tasks[self.seg]
+            if s.rounds and s.rounds > 1:
+                self._round = total / s.rounds
+            self._seg_released = min(total, self._round) if self._round else total
 
     def advance(self, dt: float) -> None:
         """Run the model for ``dt`` simulated seconds."""
@@ -184,6 +189,9 @@ class SimulatedPool:
             in_sys = self._seg_released - self._seg_done
             r = seg.arrival_rate if seg.arrival_rate is not None else seg.submit_rate
             unrel = seg_total - self._seg_released
+            if self._round and in_sys <= 1e-6 and unrel > 1e-6:  # the next round
+                self._seg_released += min(unrel, self._round)
+                continue
             if r is None or unrel <= 1e-9 or r <= 0:
                 if r is not None and r <= 0 and unrel > 1e-9:  # a pause
                     self.busy_f = 0.0
@@ -465,6 +473,7 @@ def describe_model(model: WorkloadModel) -> list[dict[str, Any]]:
                      "arrivals": ("backlog" if s.submit_rate is None else
                                   f"backlog, submitter {s.submit_rate:.0f}/s")
                      if s.arrival_rate is None else round(s.arrival_rate, 1),
+                     "rounds": s.rounds,
                      "fit_rel_rms": round(s.fit_error, 3)})
     return rows
 
