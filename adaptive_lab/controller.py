@@ -228,6 +228,7 @@ class Controller:
             alive=st.alive, completed=st.completed, submitted=st.submitted, failed=st.failed,
             throughput=n / dt if dt > 0 else NAN, latency_mean=mean, latency_p50=p50,
             latency_p95=p95, dt=dt, min_workers=self.min_workers, max_workers=self.max_workers,
+            cores=sysm.cores,
         )
 
     def _decide(self, t: float, st: Any, sysm: SystemSample, fin: int,

@@ -4,7 +4,8 @@ Both executors run the same no-op tasks at the same worker counts, in interleave
 repetitions (A, B, A, B, ...) within one process, so a noisy shared machine affects
 both alike; the result is reported as a ratio of medians. Two patterns: "batch"
 (submit all, then wait: about 85 k tasks/s here) and "serial" (submit one and wait:
-wake-up latency dominates).
+wake-up latency dominates). :func:`run_growth_benchmark` times a growth by many
+threads while other threads hold the GIL.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import concurrent.futures as cf
 import gc
 import json
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -94,6 +96,79 @@ def run_pool_benchmark(sizes: Sequence[int] = (1, 2, 4, 8, 32), tasks: int = 20_
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "repeat": repeat, "rows": rows,
             "min_ratio": min(r["ratio"] for r in rows)}
+
+
+def _spin(stop: threading.Event) -> None:
+    x = 0
+    while not stop.is_set():  # pure Python: holds the GIL but for forced switches
+        for _ in range(1000):
+            x += 1
+
+
+def _time_to_running(n: int, start: Callable[[Callable[[], None]], object],
+                     release: threading.Event) -> float:
+    """Seconds from ``start(task)`` until ``n`` tasks run at once (a barrier)."""
+    barrier = threading.Barrier(n + 1)
+
+    def task() -> None:
+        barrier.wait()
+        release.wait()
+
+    t0 = time.perf_counter()
+    start(task)
+    barrier.wait(timeout=60)
+    return time.perf_counter() - t0
+
+
+def run_growth_benchmark(workers: int = 256, spinners: int = 2, repeat: int = 5
+                         ) -> dict[str, Any]:
+    """Time until ``workers`` blocking tasks all run, while ``spinners`` threads run
+    pure Python (holding the GIL): ``ThreadPoolExecutor(workers)`` starting one thread
+    per submit, against our pool grown by ``resize(workers)`` with the tasks queued
+    (threads started as a tree). Interleaved; returns medians and their ratio."""
+    if workers < 1 or spinners < 0 or repeat < 1:
+        raise ValueError("workers, repeat must be >= 1 and spinners >= 0")
+    stop = threading.Event()
+    spin = [threading.Thread(target=_spin, args=(stop,), daemon=True)
+            for _ in range(spinners)]
+    for t in spin:
+        t.start()
+    times: dict[str, list[float]] = {"ThreadPoolExecutor": [], "AdaptiveThreadPoolExecutor": []}
+    try:
+        for r in range(repeat):
+            order = list(times) if r % 2 == 0 else list(reversed(times))
+            for name in order:
+                release = threading.Event()
+                if name == "ThreadPoolExecutor":
+                    ex: cf.Executor = cf.ThreadPoolExecutor(workers)
+
+                    def start(task: Callable[[], None], ex: cf.Executor = ex) -> None:
+                        for _ in range(workers):
+                            ex.submit(task)
+                else:
+                    ex = AdaptiveThreadPoolExecutor(workers, min_workers=1, policy=None,
+                                                    initial_workers=1)
+
+                    def start(task: Callable[[], None],
+                              ex: AdaptiveThreadPoolExecutor = ex) -> None:  # type: ignore[assignment]
+                        for _ in range(workers):
+                            ex.submit(task)
+                        ex.resize(workers)
+                try:
+                    times[name].append(_time_to_running(workers, start, release))
+                finally:
+                    release.set()
+                    ex.shutdown()
+    finally:
+        stop.set()
+        for t in spin:
+            t.join()
+    tpe = statistics.median(times["ThreadPoolExecutor"])
+    ours = statistics.median(times["AdaptiveThreadPoolExecutor"])
+    return {"workers": workers, "spinners": spinners, "repeat": repeat,
+            "tpe_seconds": tpe, "adaptive_seconds": ours, "speedup": tpe / ours,
+            "tpe_runs": times["ThreadPoolExecutor"],
+            "adaptive_runs": times["AdaptiveThreadPoolExecutor"]}
 
 
 def save(result: dict[str, Any], path: str | Path) -> Path:

@@ -148,15 +148,26 @@ def _decision_fields(trace: Trace, interval: float, lo_b: int, hi_b: int
         "dt": dt.tolist(),
     }
     names = list(cols)
-    missing = _OBS_FIELDS - set(names) - {"workers", "alive", "min_workers", "max_workers"}
+    missing = _OBS_FIELDS - set(names) - {"workers", "alive", "min_workers", "max_workers",
+                                          "cores"}
     if missing:  # Observation grew a field: the fast path would leave it unset
         raise RuntimeError(f"replay does not fill Observation fields {sorted(missing)}")
     rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+    cores = _header_cores(trace)
     for r in rows:
         r["min_workers"] = lo_b
         r["max_workers"] = hi_b
+        r["cores"] = cores
     c.decisions[key] = (idx_l, rows)
     return idx_l, rows
+
+
+def _header_cores(trace: Trace) -> float:
+    """The recording machine's core count (``header.host.cores``), NaN if absent."""
+    host = trace.header.get("host")
+    cores = host.get("cores") if isinstance(host, dict) else None
+    ok = isinstance(cores, (int, float)) and not isinstance(cores, bool) and cores > 0
+    return float(cores) if ok else NAN
 
 
 _OBS_FIELDS = frozenset(f.name for f in dataclasses.fields(Observation))

@@ -46,8 +46,14 @@ FIRST = [
     (ob(0.1, 2, 3, 0.02), 2, "measuring"),                  # 0.3 tasks < min_tasks 8
     (ob(0.1, 8, 0, NAN, q=0, busy=0), 8, "under-used"),     # idle, but not for 1 s yet
     (ob(0.1, 2, 100, 0.020).replace(process_cpu_percent=10.0), 400,
-     "jump 2->400"),                                        # waiting on I/O: jump
-    (ob(0.1, 2, 1600, 0.00124).replace(process_cpu_percent=95.0), 2,
+     "jump 2->400"),                                        # cores unknown: no CPU cap
+    (ob(0.1, 2, 100, 0.020).replace(process_cpu_percent=25.0, cores=2), 8,
+     "CPU cap 8.0"),                                        # 0.5 cores busy at 2:
+                                                            # 2 x 2 / 0.5 = 8 < 400
+    (ob(0.1, 2, 100, 0.020).replace(process_cpu_percent=20.0, cores=2), 400,
+     "jump 2->400"),                                        # 0.4 cores busy < 2 / 4:
+                                                            # overhead, no cap
+    (ob(0.1, 2, 1600, 0.00124).replace(process_cpu_percent=95.0, cores=2), 2,
      "measuring"),                                          # CPU-bound hashing: no
                                                             # jump, measure the window
 ]
@@ -383,19 +389,65 @@ def test_a_regime_probe_down_that_loses_proportionally_climbs() -> None:
     ])
 
 
-def test_cpu_bound_start_grows_by_growth_not_by_littles_law() -> None:
-    """Warm hashing (1.24 ms batches, cores busy): the recorded 2 -> 25 jump was wrong.
-    With process CPU at 95 % the start grows x2 (2 -> 4) after a full 0.3 s window; with
-    I/O-bound work of the same latency it jumps by Little's law (20,000 x 1.24 ms = 25)."""
-    def run(cpu: float) -> int:
+def test_cpu_bound_start_stays_and_the_cpu_caps_littles_law() -> None:
+    """Warm hashing (1.24 ms batches): the recorded 2 -> 25 jump was wrong. At 95 % of
+    2 cores (1.9 busy) the CPU leaves room for 2 x 2 / 1.9 = 2.1 workers, not one more:
+    the start settles at 2 after a full 0.3 s window. At 25 % (0.5 cores) the CPU caps
+    Little's law (20,000 x 1.24 ms = 25) at 2 x 2 / 0.5 = 8; cores unknown: no cap."""
+    def run(cpu: float, cores: float = 2.0) -> tuple[int, str]:
         p = ThroughputSeekingPolicy()
-        d = None
         for i in range(1, 6):
-            d = p.decide(ob(0.1 * i, 2, 1600, 0.00124).replace(process_cpu_percent=cpu))
-            if d.target != 2:
-                return d.target
-        assert d is not None
-        return d.target
+            d = p.decide(ob(0.1 * i, 2, 1600, 0.00124).replace(process_cpu_percent=cpu,
+                                                                  cores=cores))
+            if d.target != 2 or "measuring" not in d.reason:
+                return d.target, d.reason
+        raise AssertionError("no decision after 0.5 s")
 
-    assert run(95.0) == 4
-    assert run(10.0) == 25
+    target, reason = run(95.0)
+    assert target == 2 and "CPU-bound: 1.90 cores busy" in reason
+    target, reason = run(25.0)
+    assert target == 8 and "CPU cap 8.0" in reason
+    assert run(95.0, cores=NAN)[0] == 25
+
+
+def test_climb_stops_at_the_cpu_cap() -> None:
+    # 5 ms tasks, 0.6 of 2 cores busy at 20 workers: cap 20 x 2 / 0.6 = 66.7, so the
+    # start jumps to 66, not to Little's 20,000 x 5 ms = 100. At 66 the throughput
+    # scaled (elasticity 1) but both cores are busy: no room for a climb, settle at 66.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+
+    def o(t: float, n: int, x: float, cpu: float) -> Observation:
+        return ob(t, n, x, 0.005).replace(process_cpu_percent=cpu, cores=2)
+
+    d = p(o(0.1, 20, 4000, 30.0))
+    assert d.target == 66 and "CPU cap 66.7" in d.reason   # Little 100, capped
+    d = p(o(0.2, 66, 13200, 100.0))
+    assert d.target == 66 and "CPU-bound: 2.00 cores busy at 66" in d.reason
+
+
+@pytest.mark.parametrize(("cpu_limit", "target", "words"), [
+    (0.0, 4, "jump 2->4"),            # all cores: 2 x 2 / 1.0 = 4, room for x2
+    (1.0, 2, "CPU-bound: 1.00"),      # the GIL: 2 x 1 / 1.0 = 2, no room
+])
+def test_cpu_limit_one_core_for_pure_python(cpu_limit: float, target: int, words: str
+                                            ) -> None:
+    # GIL-bound batches (X R / n = 0.5: no Little jump) keeping one of 2 cores busy.
+    p = ThroughputSeekingPolicy(cpu_limit=cpu_limit)
+    d = None
+    for i in range(1, 4):
+        d = p(ob(0.1 * i, 2, 666, 0.0015).replace(process_cpu_percent=50.0, cores=2))
+    assert d is not None and d.target == target and words in d.reason, d
+
+
+def test_a_step_during_the_climb_is_a_regime_change_not_the_knee() -> None:
+    # 1 ms tasks: 2 -> 25 (20,000 x 1.25 ms), elasticity 1 -> 50. The latency steps to
+    # 38 ms during the measurement at 50: 20,000 -> 1,300/s (-93 %, far more than the
+    # 5-30 % past a knee), re-measured once, latency x30 with all 50 busy: Little's law
+    # again, 20,000 x 38 ms = 760, clamped to 512 (the old rule settled back at 25).
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    run_table(p, [
+        (0.1, 2, 1600, 0.00125, 25, "jump 2->25"),
+        (0.2, 25, 20000, 0.00125, 50, "climb x2"),
+        (0.3, 50, 1300, 0.038, 50, "implausible drop"),
+        (0.4, 50, 1300, 0.038, 512, "regime change during the climb"),
+    ])

@@ -484,3 +484,50 @@ def test_big_resize_does_not_block_submit_for_long():
     ex.shutdown()
     assert all(f.done() for f in fs)
     assert worst < 0.5  # one thread start at a time, not 300 under the lock
+
+
+def test_growth_spreads_as_a_tree_and_every_task_runs_once():
+    """resize() starts one thread; the new workers start the rest (each up to two), so
+    the caller returns after one start however big the growth. All 128 blocked tasks
+    then run at once, each exactly once, and no thread outlives shutdown."""
+    ex = AdaptiveThreadPoolExecutor(1, thread_name_prefix="tree")
+    barrier = threading.Barrier(128, timeout=20)
+    runs = Counter()
+    lock = threading.Lock()
+
+    def task(i: int) -> int:
+        with lock:
+            runs[i] += 1
+        barrier.wait()
+        return i
+
+    fs = [ex.submit(task, i) for i in range(128)]
+    starters: set[str] = set()
+    real_start = threading.Thread.start
+
+    def spy(self: threading.Thread) -> None:
+        starters.add(threading.current_thread().name)
+        real_start(self)
+
+    threading.Thread.start = spy  # type: ignore[method-assign]
+    try:
+        ex.resize(128)
+        assert [f.result(timeout=30) for f in fs] == list(range(128))
+    finally:
+        threading.Thread.start = real_start  # type: ignore[method-assign]
+    assert set(runs.values()) == {1} and len(runs) == 128
+    assert sum(name.startswith("tree_") for name in starters) >= 2  # workers started some
+    ex.shutdown()
+    assert pool_threads("tree") == []
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_shutdown_during_a_tree_growth_joins_every_started_thread(wait):
+    for _ in range(5):
+        ex = AdaptiveThreadPoolExecutor(1, thread_name_prefix="treeshut")
+        fs = [ex.submit(time.sleep, 0.01) for _ in range(64)]
+        ex.resize(64)
+        ex.shutdown(wait=wait, cancel_futures=True)  # while workers still start others
+        # (cf.wait would not count futures that cancel_futures cancelled, as in CPython)
+        assert wait_until(lambda fs=fs: all(f.done() for f in fs), timeout=10)
+        assert wait_until(lambda: pool_threads("treeshut") == [], timeout=5)

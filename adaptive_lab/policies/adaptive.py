@@ -9,6 +9,14 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
 * **jump** (start, or a regime change): go straight to the Little's-law estimate
   ``rate_guess * R`` (workers needed to carry ``rate_guess`` tasks/s at latency
   ``R``), capped at ``max_jump`` x the current size, and at least ``growth`` x;
+* **CPU cap**: no jump or climb goes past the size at which the measured CPU cost per
+  task would fill ``cpu_limit`` cores (default: all of them), i.e. ``n * cpu_limit /
+  cores busy`` (only once a quarter of them is busy, else the process's fixed overhead
+  dominates the reading); with less than a probe step of room the pool stays put. On
+  warm local hashing (best size about the core count) this keeps the start size
+  instead of a climb whose measurement alone costs a short scan 10-30 %; elsewhere it
+  keeps a jump from overshooting the knee (``R / c``, Goetz's ``cores x (1 + W/C)``).
+  Pure-Python work cannot use more than one core (the GIL): ``cpu_limit=1`` says so;
 * **climb**: multiply the size by ``growth`` while throughput keeps scaling, i.e. its
   elasticity ``(X1/X0 - 1) / (n1/n0 - 1)`` stays >= ``min_gain`` (TCP slow start;
   BBR's "full pipe" test). When it stops, settle on the better of the last two sizes
@@ -34,7 +42,7 @@ Sources: Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 
 ``distributed/deploy/adaptive_core.py`` (scale down after consecutive
 recommendations). Defaults: growth 2, min_gain 0.1, probe_step 1.25, probe every
 2-8 s, 0.3 s per measurement after 0.1 s settling, shrink_tolerance 0.03, noise 0.05,
-change 0.25, rate_guess 20,000 tasks/s, max_jump 256, cpu_bound 40 %, idle_util 0.5 for 1 s,
+change 0.25, rate_guess 20,000 tasks/s, max_jump 256, cpu_limit all cores, idle_util 0.5 for 1 s,
 headroom 1.5, decisions every 0.1 s.
 
 The state is driven only by the observations (``t``, ``dt``, counts), never by the
@@ -58,6 +66,8 @@ class _Segment:
     tasks: float = 0.0
     lat_sum: float = 0.0
     lat_tasks: float = 0.0
+    cpu_s: float = 0.0  # CPU-seconds the process used over cpu_dur
+    cpu_dur: float = 0.0
     rates: list[tuple[float, float]] = field(default_factory=list)
 
     def add(self, obs: Observation) -> None:
@@ -68,6 +78,10 @@ class _Segment:
         if math.isfinite(obs.latency_mean) and done > 0:
             self.lat_sum += obs.latency_mean * done
             self.lat_tasks += done
+        used = obs.process_cpu_percent * obs.cores / 100.0
+        if math.isfinite(used) and used >= 0:
+            self.cpu_s += used * obs.dt
+            self.cpu_dur += obs.dt
 
     @property
     def rate(self) -> float:
@@ -89,11 +103,25 @@ class _Segment:
     def latency(self) -> float:
         return self.lat_sum / self.lat_tasks if self.lat_tasks > 0 else math.nan
 
+    @property
+    def cores_busy(self) -> float:
+        """Cores the process kept busy (CPU-seconds per second); NaN if unknown."""
+        return self.cpu_s / self.cpu_dur if self.cpu_dur > 0 else math.nan
+
+    def point(self) -> _Point:
+        return _Point(self.n, self.rate, self.latency, self.cores_busy)
+
 
 #: Little's law reads the knee from latency only if the workers spend most of their time
 #: inside tasks (X * R / n above this). Short GIL-bound tasks wait for the GIL *between*
 #: tasks, so their run time stays flat while the pool is already past the knee.
 LITTLE_MIN_UTIL = 0.7
+
+
+#: The CPU cap needs at least this fraction of ``cpu_limit`` busy: below it the reading is
+#: mostly the process's fixed overhead (the scanner's walk, the controller), which would
+#: make a slow-task workload look CPU-heavy; the cap would be over 4x the size anyway.
+CPU_CAP_MIN_BUSY = 0.25
 
 
 def _little_elasticity(n0: int, x0: float, r0: float, n1: int, x1: float, r1: float
@@ -128,6 +156,7 @@ class _Point:
     n: int
     x: float  # throughput, tasks/s
     r: float  # mean task latency, s (NaN if unknown)
+    u: float = math.nan  # cores the process kept busy (NaN if unknown)
 
 
 class ThroughputSeekingPolicy(Policy):
@@ -169,9 +198,10 @@ class ThroughputSeekingPolicy(Policy):
               "overshooting the knee costs less than a climb step)"),
         Param("max_jump", 256.0, 1.0, 4096.0, 1.0,
               "largest factor a single Little's-law jump may multiply the size by"),
-        Param("cpu_bound", 40.0, 0.0, 100.0, 1.0,
-              "process CPU % (of all cores) at or above which the work is CPU-bound and "
-              "latency cannot show the knee: climb x growth instead of a Little's-law jump"),
+        Param("cpu_limit", 0.0, 0.0, 1024.0, 0.5,
+              "cores the work can keep busy (0: all the cores; 1 for pure Python under "
+              "the GIL); no step grows the pool past the size whose measured CPU use "
+              "fills them"),
         Param("idle_util", 0.5, 0.0, 1.0, 0.05,
               "utilisation X*R/n below which a pool with an empty queue is oversized"),
         Param("idle_wait", 1.0, 0.0, 60.0, 0.1,
@@ -231,20 +261,37 @@ class ThroughputSeekingPolicy(Policy):
         self._next_probe = obs.t + self._period
         return self._go(obs, self._home, f"settle at {self._home}: {why}")
 
-    def _cpu_bound(self, obs: Observation) -> bool:
-        # Hashing warm files keeps the cores busy: more threads cannot overlap waits
-        # there, however long a task takes. NaN (unknown) is not CPU-bound.
-        return obs.process_cpu_percent >= self.cpu_bound
+    def _cpu_cap(self, p: _Point, obs: Observation) -> float:
+        """The largest size the CPU leaves room for: ``p.n`` workers kept ``p.u`` cores
+        busy, so ``p.n * limit / p.u`` workers fill ``limit`` cores (inf when unknown).
+        It is Little's law with the measured CPU cost per task ``c`` in place of
+        ``rate_guess`` (``n / u = R / c``: Goetz's wait-to-compute ratio)."""
+        limit = self.cpu_limit if self.cpu_limit > 0 else obs.cores
+        if not (limit > 0 and p.u >= CPU_CAP_MIN_BUSY * limit):  # NaN fails too
+            return math.inf
+        return p.n * limit / p.u
+
+    def _capped_up(self, obs: Observation, p: _Point, target: float, what: str, why: str
+                   ) -> Decision:
+        """Grow from ``p.n`` towards ``target``, but not past the CPU cap; settle at
+        ``p.n`` when the cap leaves less than a probe step of room."""
+        cap = self._cpu_cap(p, obs)
+        if cap < p.n * max(self.probe_step, 1.0 + 1.0 / p.n):  # not one more worker
+            return self._settle(obs, p.n, f"{why}; CPU-bound: {p.u:.2f} cores busy at "
+                                          f"{p.n} leave room for {cap:.1f} workers")
+        if target > cap:
+            target, what = math.floor(cap + 1e-9), f"{what}, CPU cap {cap:.1f}"
+        self._mode, self._prev = "climb", p
+        target = obs.clamp(math.ceil(target))
+        return self._go(obs, target, f"{why}: {what} {p.n}->{target}")
 
     def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
         cap = self.rate_guess  # not the best seen: capacity falls with the thread count
-        # GIL-bound (workers wait between tasks) or CPU-bound: just x growth
-        little = cap * p.r if _busy_in_tasks(p) and not self._cpu_bound(obs) else 0.0
+        # GIL-bound (workers wait between tasks): latency cannot show the knee, x growth
+        little = cap * p.r if _busy_in_tasks(p) else 0.0
         target = max(self._up(p.n, self.growth, obs), min(little, p.n * self.max_jump))
-        self._mode, self._prev = "climb", p
-        return self._go(obs, math.ceil(target),
-                        f"{why}: jump {p.n}->{obs.clamp(math.ceil(target))} "
-                        f"(Little: {cap:.0f}/s x {p.r * 1e3:.2f} ms = {little:.0f})")
+        return self._capped_up(obs, p, target, "jump", f"{why} (Little: {cap:.0f}/s x "
+                                                       f"{p.r * 1e3:.2f} ms = {little:.0f})")
 
     # -- deciding ---------------------------------------------------------------
     def decide(self, obs: Observation) -> Decision:
@@ -290,16 +337,16 @@ class ThroughputSeekingPolicy(Policy):
         n, mode = obs.workers, self._mode
         need = self.window
         if mode == "start" and self._ready(0.0):
-            seg = self._seg
-            if _busy_in_tasks(_Point(n, seg.rate, seg.latency)) and not self._cpu_bound(
-                    obs) and seg.latency * self.rate_guess >= n * self.growth ** 2:
+            pt = self._seg.point()
+            big = n * self.growth ** 2
+            if _busy_in_tasks(pt) and pt.r * self.rate_guess >= big and (
+                    self._cpu_cap(pt, obs) >= big):
                 need = 0.0  # slow tasks: a big jump is certain, take it at once
         if not self._ready(need):
             seg = self._seg
             return self._go(obs, n, f"hold: measuring {n} ({seg.tasks:.0f} tasks in "
                                     f"{seg.dur:.2f}s, mode {mode})")
-        seg = self._seg
-        p = _Point(n, seg.rate, seg.latency)
+        p = self._seg.point()
         self._seg = _Segment(n)
         if mode == "start":
             return self._jump(obs, p, f"start at {p.x:.0f}/s")
@@ -326,14 +373,22 @@ class ThroughputSeekingPolicy(Policy):
         if eff >= self.min_gain:
             if p.n >= obs.max_workers:
                 return self._settle(obs, p.n, f"still scaling at max_workers ({nums})")
-            self._prev, self._confirming, self._transitional = p, False, False
-            return self._go(obs, self._up(p.n, self.growth, obs),
-                            f"climb x{self.growth:g} ({nums} >= {self.min_gain:g})")
+            self._confirming, self._transitional = False, False
+            return self._capped_up(obs, p, self._up(p.n, self.growth, obs),
+                                   f"climb x{self.growth:g}", f"{nums} >= {self.min_gain:g}")
         if gain < 1.0 - self.change and not self._confirming:
             self._confirming = True  # an implausible drop: measure this size once more
             return self._go(obs, p.n, f"re-measure {p.n}: implausible drop ({nums})")
+        confirmed_drop = self._confirming and gain < 1.0 - self.change
         self._confirming = False
         self._strikes = 0
+        if confirmed_drop and _busy_in_tasks(p) and math.isfinite(prev.r) and (
+                p.r >= 2 * prev.r):
+            # past a knee throughput falls 5-30 %, not this much, and tasks themselves
+            # got slower: the workload changed during the climb (1 ms -> 20 ms I/O)
+            self._transitional = True
+            return self._jump(obs, p, f"regime change during the climb ({nums}, latency "
+                                      f"{prev.r * 1e3:.2f}->{p.r * 1e3:.2f} ms)")
         if self._transitional:
             # the reference straddled the change (old and new tasks): keep the size
             # Little's law chose; the probes correct it
@@ -422,11 +477,10 @@ class ThroughputSeekingPolicy(Policy):
         eff = _combined((p.x / self._xh - 1.0) / (k - 1.0) if self._xh > 0 else math.nan,
                         _little_elasticity(self._home, self._xh, self._rh, p.n, p.x, p.r))
         if eff >= need:
-            self._mode = "climb"
-            self._prev = p
-            return self._go(obs, self._up(p.n, self.growth, obs),
-                            f"probe up won: {self._home}->{p.n} gives {self._xh:.0f}->"
-                            f"{p.x:.0f}/s, elasticity {eff:.2f} >= {need:.2f}; climb")
+            return self._capped_up(obs, p, self._up(p.n, self.growth, obs), "climb",
+                                   f"probe up won: {self._home}->{p.n} gives "
+                                   f"{self._xh:.0f}->{p.x:.0f}/s, elasticity {eff:.2f} >= "
+                                   f"{need:.2f}")
         return self._probe_down(obs, p.x)
 
     def _after_down(self, obs: Observation, p: _Point) -> Decision:

@@ -42,6 +42,9 @@ class Observation:
         System-wide CPU and memory utilisation, 0-100 (NaN when unknown).
     process_cpu_percent
         This process's CPU time over the last window as a percentage of all cores.
+    cores
+        How many cores ``process_cpu_percent`` is relative to (NaN when unknown), so
+        ``process_cpu_percent * cores / 100`` is the number of cores the process kept busy.
     available_mb
         Available system memory in MiB.
     alive
@@ -77,6 +80,7 @@ class Observation:
     dt: float = NAN
     min_workers: int = 1
     max_workers: int = sys.maxsize
+    cores: float = NAN
 
     def __post_init__(self) -> None:
         if self.alive < 0:
