@@ -94,13 +94,13 @@ def run_table(policy: ThroughputSeekingPolicy, rows: list[tuple], hi: int = 512)
         assert (d.target, words in d.reason) == (target, True), (t, d)
 
 
-def test_climb_then_settle_between_the_last_two_sizes() -> None:
+def test_climb_then_settle_on_the_best_measured_size() -> None:
     # 2 -> 400 (jump: 20,000 x 20 ms). At 400: the 0.2 window is a transient (settle
     # 0.1 s after the change at 0.1), then 0.3 s at 9000/s with R = 400/9000 s (all
     # busy): elasticity (9000/100 - 1)/(400/2 - 1) = 0.447, Little
     # (200 x 0.02/0.0444 - 1)/199 = 0.448 >= 0.1 -> x2 = 800. At 800: 9500/s, R =
     # 800/9500: elasticity 0.056 (both) < 0.1, but the gain 1.056 is above noise 5 %
-    # -> settle at round(sqrt(400 x 800)) = 566.
+    # -> settle at 800, the best measured (the probes later shed surplus threads).
     r4, r8 = 400 / 9000, 800 / 9500
     run_table(ThroughputSeekingPolicy(), [
         (0.1, 2, 100, 0.02, 400, "jump"),
@@ -111,7 +111,7 @@ def test_climb_then_settle_between_the_last_two_sizes() -> None:
         (0.6, 800, 100, 0.04, 800, "measuring"),
         (0.7, 800, 9500, r8, 800, "measuring"),
         (0.8, 800, 9500, r8, 800, "measuring"),
-        (0.9, 800, 9500, r8, 566, "knee between 400 and 800"),
+        (0.9, 800, 9500, r8, 800, "best measured, knee between 400 and 800"),
     ], hi=1000)
 
 
