@@ -376,9 +376,9 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
         may be shorter): the same walk, read, hash and match
         (:func:`~adaptive_lab.walk.scan_batch`) and the scanner's backpressure, but a
         task is the same unit of work in every run. The scanner sizes its batches from
-        measured batch times, which include waiting for the GIL, so its task size
-        depends on the pool size (and, on 2 cores, flips between two regimes from
-        run to run); a model of tasks cannot carry that across policies.
+        measured batch times, which include waiting for the GIL (and being
+        preempted), so its task count depends on the pool size and the machine's
+        state, and varies between runs of the same policy.
     """
     from .pool import AdaptiveThreadPoolExecutor
     from .scanner import scan
@@ -440,12 +440,13 @@ def _scan_fixed_batches(root: str, pool: Any, batch_files: int, digest: str,
     import queue
     import time
 
-    from .walk import ScanOptions, check_digest, scan_batch, walk
+    from .walk import FileResult, ScanOptions, check_digest, scan_batch, walk
 
     opts = ScanOptions(digest=check_digest(digest), profile=profile,
                        started=time.monotonic())
     done: queue.SimpleQueue = queue.SimpleQueue()
-    items = (e for e in walk(root) if type(e) is tuple)  # regular files only
+    # regular files only (the walk reports other names as results)
+    items = (e for e in walk(root) if not isinstance(e, FileResult))
     pending, ok, exhausted = 0, 0, False
     while True:
         while not exhausted and pending < bound:

@@ -4,6 +4,11 @@ Records live runs of two policies on the same workload (the real scanner over a 
 corpus, :func:`adaptive_lab.sim.record_scan`), fits a
 :class:`~adaptive_lab.model.WorkloadModel` on each run, simulates the *other* policy
 on it and reports the relative error of throughput, makespan and mean worker count.
+
+The ``local`` profile records pinned to one CPU by default (``--cpus``): unpinned, a
+warm scan's GIL-bound threads hand the GIL between two cores, and its cost per file
+then depends on what else runs on the machine, so identical live runs differ by
+16-27 % (docs/replay.md, Fidelity).
 """
 
 from __future__ import annotations
