@@ -222,13 +222,15 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
         "settings": {"min_workers": min_workers, "max_workers": max_workers,
                      "interval": interval, "sample_period": sample_period,
                      "batch_seconds": batch_seconds, "batch_files": batch_files,
-                     "cpus": cpus, "sim_seeds": sim_seeds,
+                     "cpus": cpus if hasattr(os, "sched_setaffinity") else None,
+                     "sim_seeds": sim_seeds,
                      "policy_a": policy_a.describe(),
                      "policy_b": policy_b.describe()},
         "live": [], "predictions": [],
     }
     log(f"{profile}: {files} files x {passes} passes, "
-        + (f"pinned to {cpus} CPU(s)" if cpus else "not pinned")
+        + (f"pinned to {cpus} CPU(s)" if cpus and hasattr(os, "sched_setaffinity")
+           else "not pinned")
         + (f", tasks of {batch_files} files" if batch_files else ", scanner batches"))
     for r in range(repeat):
         live = {}
