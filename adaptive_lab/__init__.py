@@ -39,6 +39,7 @@ from .policies import (
     register_policy,
 )
 from .pool import AdaptiveThreadPoolExecutor, BrokenThreadPool, PoolStats, default_bounds
+from .record import record_scan
 from .scanner import FileResult, Scanner, ScanSummary, scan
 from .signatures import (
     Signature,
@@ -53,7 +54,6 @@ from .sim import (
     SimulatedPool,
     SweepResult,
     WorkloadModel,
-    record_scan,
     replay,
     simulate,
     sweep,

@@ -222,7 +222,9 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         As for ``ThreadPoolExecutor``. A failing initializer breaks the pool:
         pending and later submissions raise ``BrokenThreadPool``.
     min_workers
-        Lower bound for the policy (default: ``min(max_workers, cores)``).
+        Lower bound for the policy (default: 1 with a policy, from
+        :func:`default_bounds`, so a policy may find that one thread is best, as
+        for GIL-bound work; ``min(max_workers, cores)`` without one).
     policy
         A :class:`~adaptive_lab.policies.Policy` or a registered name; when given,
         a controller thread samples every ``sample_period`` s and resizes every
@@ -231,7 +233,8 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         Decision and sampling periods in seconds (defaults: the policy's preferred
         interval or 1 s; ``min(interval, 0.5)``).
     initial_workers
-        Starting size (default ``min_workers`` with a policy, else ``max_workers``).
+        Starting size (default with a policy: the core count, within the bounds;
+        else ``max_workers``).
     record
         ``True`` (in memory), a path (JSON Lines, see ``docs/trace-format.md``) or a
         :class:`~adaptive_lab.trace.Recorder`. Recording without a policy samples
@@ -274,7 +277,8 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
             max_workers = default_bounds(cores)[1] if policy is not None else min(32, cores + 4)
         _check_count("max_workers", max_workers)
         if min_workers is None:
-            min_workers = min(max_workers, cores)
+            min_workers = min(max_workers, default_bounds(cores)[0] if policy is not None
+                              else cores)
         _check_count("min_workers", min_workers)
         if min_workers > max_workers:
             raise ValueError(
@@ -283,7 +287,8 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if initial_workers is None:
-            initial_workers = min_workers if policy is not None else max_workers
+            initial_workers = (max(min_workers, min(cores, max_workers)) if policy is not None
+                               else max_workers)
         _check_count("initial_workers", initial_workers)
         if policy is not None and not min_workers <= initial_workers <= max_workers:
             raise ValueError(f"initial_workers ({initial_workers}) must be within "

@@ -2,7 +2,7 @@
 
 Usage: ``python scripts/record_data.py [--only NAME ...] [--out data] [--corpus DIR]``
 
-Each trace is a real scan (:func:`adaptive_lab.sim.record_scan`: the scanner over a
+Each trace is a real scan (:func:`adaptive_lab.record.record_scan`: the scanner over a
 warm corpus made by :func:`adaptive_lab.workloads.make_corpus`, on a live
 AdaptiveThreadPoolExecutor) under the seed's threshold policy with a short interval
 (0.5 s, samples every 0.1 s, bounds 2..24), so the replays are interesting. One more
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from adaptive_lab.policies import FixedPolicy, ThresholdPolicy
-from adaptive_lab.sim import record_scan
+from adaptive_lab.record import record_scan
 from adaptive_lab.workloads import Profile
 
 #: name -> (phases, corpus files, size mix, policy)

@@ -413,7 +413,8 @@ def test_cpu_bound_start_stays_and_the_cpu_caps_littles_law() -> None:
 def test_climb_stops_at_the_cpu_cap() -> None:
     # 5 ms tasks, 0.6 of 2 cores busy at 20 workers: cap 20 x 2 / 0.6 = 66.7, so the
     # start jumps to 66, not to Little's 20,000 x 5 ms = 100. At 66 the throughput
-    # scaled (elasticity 1) but both cores are busy: no room for a climb, settle at 66.
+    # scaled (elasticity 1) but both cores are busy: no room for a climb; home is 66
+    # and a probe down (/1.25 = 52) checks whether fewer threads do as well.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
 
     def o(t: float, n: int, x: float, cpu: float) -> Observation:
@@ -422,7 +423,8 @@ def test_climb_stops_at_the_cpu_cap() -> None:
     d = p(o(0.1, 20, 4000, 30.0))
     assert d.target == 66 and "CPU cap 66.7" in d.reason   # Little 100, capped
     d = p(o(0.2, 66, 13200, 100.0))
-    assert d.target == 66 and "CPU-bound: 2.00 cores busy at 66" in d.reason
+    assert d.target == 52 and "CPU-bound: 2.00 cores busy at 66" in d.reason
+    assert "probe down 66->52" in d.reason  # no room up: try fewer threads
 
 
 @pytest.mark.parametrize(("cpu_limit", "target", "words"), [
@@ -451,3 +453,37 @@ def test_a_step_during_the_climb_is_a_regime_change_not_the_knee() -> None:
         (0.3, 50, 1300, 0.038, 50, "implausible drop"),
         (0.4, 50, 1300, 0.038, 512, "regime change during the climb"),
     ])
+
+
+def test_a_jump_that_overshoots_the_feeder_settles_on_the_busy_workers() -> None:
+    # 20 ms tasks: 2 -> 400 by Little's law. But the submitter only carries 4,500/s:
+    # X R = 4,500 x 0.022 = 99 busy of 400 with the queue empty. Under-used windows
+    # are no measurement of X(n), so before, the climb waited (1.4 s in a 2 s scan).
+    # Once settled (0.1 s) and measured (0.3 s) after the jump, it settles at
+    # 1.5 x 99 = 148.5 -> 149.
+    p = ThroughputSeekingPolicy()
+    assert p(ob(0.1, 2, 100, 0.020)).target == 400
+    for t in (0.2, 0.3, 0.4):
+        d = p(ob(t, 400, 4500, 0.022, q=0, busy=90))
+        assert d.target == 400 and "under-used" in d.reason
+    d = p(ob(0.5, 400, 4500, 0.022, q=0, busy=90))
+    assert d.target == 149 and "overshoot: 99.0 of 400 busy" in d.reason
+
+
+@pytest.mark.parametrize(("x1", "target", "words"), [
+    (1700, 1, "probe down held"),          # 1 thread as fast (GIL hand-offs): stay at 1
+    (900, 2, "probes found nothing"),      # 1 thread half as fast: back to 2, no climb
+])
+def test_cpu_bound_start_probes_one_thread(x1: float, target: int, words: str) -> None:
+    # Warm hashing at 2 workers (min 1): 1.9 of 2 cores busy leaves no room up, so the
+    # start probes 2 -> 1 at once, with 2's 1,650/s as the reference on both sides.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+
+    def o(t: float, n: int, x: float) -> Observation:
+        return ob(t, n, x, n / x, lo=1).replace(process_cpu_percent=95.0, cores=2)
+
+    d = p(o(0.1, 2, 1650))
+    assert d.target == 1 and "CPU-bound: 1.90 cores busy at 2" in d.reason
+    assert "probe down 2->1" in d.reason
+    d = p(o(0.2, 1, x1))
+    assert d.target == target and words in d.reason, d

@@ -301,7 +301,7 @@ def test_oscillation_and_pareto_by_hand() -> None:
 
 def test_record_scan_records_a_real_scan(tmp_path: Path) -> None:
     """A short live run: real scanner, real files, real threads, one file per task."""
-    from adaptive_lab.sim import record_scan
+    from adaptive_lab.record import record_scan
     from adaptive_lab.workloads import Profile
 
     out = tmp_path / "live.jsonl"
@@ -383,7 +383,7 @@ def test_a_pinned_run_keeps_system_cpu_relative_to_the_machine() -> None:
 
 def test_record_scan_fixed_size_tasks(tmp_path: Path) -> None:
     """``batch_files``: every task is that many files (the last of a pass fewer)."""
-    from adaptive_lab.sim import record_scan
+    from adaptive_lab.record import record_scan
 
     tr = record_scan([("local", 2)], FixedPolicy(3), corpus=tmp_path / "corpus", files=100,
                      min_workers=2, max_workers=4, interval=0.1, sample_period=0.05,

@@ -1,7 +1,7 @@
 """``adaptive-lab validate-sim``: measure the simulator's error against live runs.
 
 Records live runs of two policies on the same workload (the real scanner over a warm
-corpus, :func:`adaptive_lab.sim.record_scan`), fits a
+corpus, :func:`adaptive_lab.record.record_scan`), fits a
 :class:`~adaptive_lab.model.WorkloadModel` on each run, simulates the *other* policy
 on it and reports the relative error of throughput, makespan and mean worker count.
 
@@ -206,7 +206,8 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
     import numpy as np
 
     from ..model import WorkloadModel
-    from ..sim import describe_model, record_scan
+    from ..record import record_scan
+    from ..sim import describe_model
 
     kw = {"corpus": corpus, "files": files, "size_mix": size_mix,
           "min_workers": min_workers, "max_workers": max_workers, "interval": interval,

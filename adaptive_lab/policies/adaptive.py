@@ -33,6 +33,10 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
 * **regime change**: a home measurement whose throughput falls by more than
   ``change`` while latency rises (e.g. 1 ms -> 20 ms I/O), seen twice (once if latency
   tripled), triggers a new jump (or a probe down if latency rose less than 2x);
+* **overshoot**: a jump or climb step whose pool, once settled, is under-used with an
+  empty queue (``X * R / n`` below ``idle_util``) went past what feeds it (the
+  scanner's walk and the GIL carry about 5 k tasks/s here, so 20 ms tasks keep about
+  100 of 447 workers busy): settle at ``headroom`` x the busy workers at once;
 * **idle**: with an empty queue and Little's-law utilisation ``X * R / n`` below
   ``idle_util`` for ``idle_wait`` s, shrink to ``headroom`` x the busy workers (Dask's
   adaptive target with its ``wait_count`` debounce, in seconds).
@@ -278,8 +282,14 @@ class ThroughputSeekingPolicy(Policy):
         ``p.n`` when the cap leaves less than a probe step of room."""
         cap = self._cpu_cap(p, obs)
         if cap < p.n * max(self.probe_step, 1.0 + 1.0 / p.n):  # not one more worker
-            return self._settle(obs, p.n, f"{why}; CPU-bound: {p.u:.2f} cores busy at "
-                                          f"{p.n} leave room for {cap:.1f} workers")
+            why = f"{why}; CPU-bound: {p.u:.2f} cores busy at {p.n} leave room for " \
+                  f"{cap:.1f} workers"
+            self._settle(obs, p.n, why)
+            self._xh, self._rh = p.x, p.r
+            # CPU-bound Python threads handing the GIL between cores can lose to fewer
+            # threads (warm hashing: 1 thread 0.92 of 2's time): probe down now, with
+            # this size as the up reference, so a loss means "stay", never "climb"
+            return self._probe_down(obs, p.x, why + "; ")
         if target > cap:
             target, what = math.floor(cap + 1e-9), f"{what}, CPU cap {cap:.1f}"
         self._mode, self._prev = "climb", p
@@ -316,6 +326,14 @@ class ThroughputSeekingPolicy(Policy):
             if self._idle_since is None:
                 self._idle_since = obs.t
             self._new_segment = True  # under-used windows say nothing about X(n)
+            prev = self._prev
+            if (self._mode == "climb" and prev is not None and n > prev.n
+                    and obs.t + 1e-9 >= self._changed_at + self.settle + self.window):
+                # a jump or climb step overshot what the work can use: whatever feeds
+                # the pool (the scanner's walk, the GIL) carries only `busy` workers
+                need = obs.clamp(max(prev.n, math.ceil(busy * self.headroom)))
+                return self._settle(obs, need, f"overshoot: {busy:.1f} of {n} busy with "
+                                               f"the queue empty (x{self.headroom:g})")
             idle_for = obs.t - self._idle_since
             need = obs.clamp(max(1, math.ceil(busy * self.headroom)))
             if idle_for + 1e-9 >= self.idle_wait and need < n:
@@ -463,14 +481,14 @@ class ThroughputSeekingPolicy(Policy):
             return self._go(obs, up, f"{why}probe up {n}->{up} (home {self._xh:.0f}/s)")
         return self._probe_down(obs, math.nan)
 
-    def _probe_down(self, obs: Observation, xup: float) -> Decision:
+    def _probe_down(self, obs: Observation, xup: float, why: str = "") -> Decision:
         self._xup = xup
         down = self._down(self._home, self.probe_step, obs)
         if down < self._home:
             self._mode = "down"
-            return self._go(obs, down, f"probe down {self._home}->{down} "
+            return self._go(obs, down, f"{why}probe down {self._home}->{down} "
                                        f"(home {self._xh:.0f}/s)")
-        return self._settle(obs, self._home, "no room to probe", fruitful=False)
+        return self._settle(obs, self._home, f"{why}no room to probe", fruitful=False)
 
     def _after_up(self, obs: Observation, p: _Point) -> Decision:
         k = p.n / self._home
