@@ -32,7 +32,8 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
   hill climbing);
 * **regime change**: a home measurement whose throughput falls by more than
   ``change`` while latency rises (e.g. 1 ms -> 20 ms I/O), seen twice (once if latency
-  tripled), triggers a new jump (or a probe down if latency rose less than 2x);
+  tripled), triggers a new jump if latency tripled (else a probe down: a GIL queue
+  can double latency when tasks get faster);
 * **overshoot**: a jump or climb step whose pool, once settled, is under-used with an
   empty queue (``X * R / n`` below ``idle_util``) went past what feeds it (the
   scanner's walk and the GIL carry about 5 k tasks/s here, so 20 ms tasks keep about
@@ -402,9 +403,10 @@ class ThroughputSeekingPolicy(Policy):
         self._confirming = False
         self._strikes = 0
         if confirmed_drop and _busy_in_tasks(p) and math.isfinite(prev.r) and (
-                p.r >= 2 * prev.r):
-            # past a knee throughput falls 5-30 %, not this much, and tasks themselves
-            # got slower: the workload changed during the climb (1 ms -> 20 ms I/O)
+                p.r >= 2 * k * prev.r):
+            # past a knee throughput falls 5-30 %, not this much, and latency rose far
+            # more than the workers did (a GIL queue grows with them): the tasks got
+            # slower, the workload changed during the climb (1 ms -> 20 ms I/O)
             self._transitional = True
             return self._jump(obs, p, f"regime change during the climb ({nums}, latency "
                                       f"{prev.r * 1e3:.2f}->{p.r * 1e3:.2f} ms)")
@@ -419,7 +421,14 @@ class ThroughputSeekingPolicy(Policy):
                                           f"{p.n} ({nums})")
         if gain >= 1.0:
             return self._settle(obs, p.n, f"flat ({nums})")
-        return self._settle(obs, prev.n, f"past the knee ({nums})")
+        # more threads lost: settle on the smaller size, keeping its measurement as the
+        # home reference (a step change right after is noticed in one window), and
+        # probe below at once with the larger size as the up probe: a jump may have
+        # landed past the knee too (1 ms storage: 27 threads where 8 do better)
+        why = f"past the knee ({nums})"
+        self._settle(obs, prev.n, why)
+        self._xh, self._rh = prev.x, prev.r
+        return self._probe_down(obs, p.x, f"settle at {prev.n}: {why}; ")
 
     def _cruise(self, obs: Observation, p: _Point) -> Decision:
         n = p.n
@@ -438,8 +447,10 @@ class ThroughputSeekingPolicy(Policy):
                 # (sure alone: latency x3 with busy workers although throughput held,
                 # i.e. the home reference came from a window straddling the change)
                 self._strikes = 0
-                if busy_in_tasks and math.isfinite(self._rh) and p.r >= 2 * self._rh:
-                    # tasks themselves got slower (1 ms -> 20 ms I/O): Little's law
+                if sure:
+                    # tasks themselves got slower (1 ms -> 20 ms I/O): Little's law. Only
+                    # at x3: a GIL queue doubles the latency of too many threads when
+                    # tasks get *faster* (5 ms -> 0.1 ms at 64 threads), so x2 probes
                     why = (f"regime change: {self._xh:.0f}->{p.x:.0f}/s, latency "
                            f"{self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
                     self._xh = self._rh = math.nan  # the old regime's reference is void
@@ -504,10 +515,11 @@ class ThroughputSeekingPolicy(Policy):
 
     def _after_down(self, obs: Observation, p: _Point) -> Decision:
         low = self._xh * (1.0 - self.change)
-        if p.x < low and self._xup < low and math.isfinite(self._rh) and (
-                p.x * p.r / p.n >= LITTLE_MIN_UTIL and p.r >= 2 * self._rh):
-            # both probes far below home and tasks slower: the workload changed during
-            # the probes (e.g. 1 ms -> 20 ms I/O)
+        if p.x < low and math.isfinite(self._rh) and p.x * p.r / p.n >= LITTLE_MIN_UTIL and (
+                (self._xup < low and p.r >= 2 * self._rh) or p.r >= 3 * self._rh):
+            # the probe (or both) far below home and tasks slower: the workload changed
+            # during the probes (e.g. 1 ms -> 20 ms I/O); a probe down past the knee
+            # loses little and leaves latency flat or lower
             why = (f"regime change during probes: home {self._xh:.0f}/s, up "
                    f"{self._xup:.0f}/s, down {p.x:.0f}/s, latency {self._rh * 1e3:.2f}->"
                    f"{p.r * 1e3:.2f} ms")
