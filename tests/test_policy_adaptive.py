@@ -433,9 +433,10 @@ def test_climb_stops_at_the_cpu_cap() -> None:
 
 
 @pytest.mark.parametrize(("cpu_limit", "target", "words"), [
-    (0.0, 4, "jump 2->4"),            # all cores: 2 x 2 / 1.0 = 4, room for x2
+    (2.0, 4, "jump 2->4"),            # 2 cores: 2 x 2 / 1.0 = 4, room for x2
     (1.0, 2, "CPU-bound: 1.00"),      # the GIL: 2 x 1 / 1.0 = 2, no room
-])
+    (0.0, 2, "CPU-bound: 1.00"),      # automatic: one core busy with 2 threads on
+])                                    # 2 cores is the GIL saturated (GIL_BUSY)
 def test_cpu_limit_one_core_for_pure_python(cpu_limit: float, target: int, words: str
                                             ) -> None:
     # GIL-bound batches (X R / n = 0.5: no Little jump) keeping one of 2 cores busy.
@@ -492,3 +493,12 @@ def test_cpu_bound_start_probes_one_thread(x1: float, target: int, words: str) -
     assert "probe down 2->1" in d.reason
     d = p(o(0.2, 1, x1))
     assert d.target == target and words in d.reason, d
+
+
+def test_a_flat_climb_settles_on_fewer_threads() -> None:
+    # 2 -> 4 (fast tasks: x2 after a full window); at 4 throughput is +2 %, within the
+    # 5 % noise: fewer threads do as well, settle back at 2.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    assert p(ob(0.1, 2, 30000, 6e-5)).target == 4
+    d = p(ob(0.2, 4, 30600, 1.3e-4))
+    assert d.target == 2 and "flat" in d.reason, d
