@@ -480,19 +480,29 @@ def test_a_jump_that_overshoots_the_feeder_settles_on_the_busy_workers() -> None
     (1700, 1, "probe down held"),          # 1 thread as fast (GIL hand-offs): stay at 1
     (900, 2, "probes found nothing"),      # 1 thread half as fast: back to 2, no climb
 ])
-def test_cpu_bound_start_probes_one_thread(x1: float, target: int, words: str) -> None:
-    # Warm hashing at 2 workers (min 1): 1.9 of 2 cores busy leaves no room up, so the
-    # start probes 2 -> 1 at once, with 2's 1,650/s as the reference on both sides.
+def test_cpu_bound_with_more_threads_than_cores_probes_fewer(x1: float, target: int,
+                                                             words: str) -> None:
+    # 2 workers on 1 core (min 1), 0.95 cores busy: the GIL is saturated, no room up,
+    # and with more threads than cores the policy probes 2 -> 1 at once, with 2's
+    # 1,650/s as the reference on both sides.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
 
     def o(t: float, n: int, x: float) -> Observation:
-        return ob(t, n, x, n / x, lo=1).replace(process_cpu_percent=95.0, cores=2)
+        return ob(t, n, x, n / x, lo=1).replace(process_cpu_percent=95.0, cores=1)
 
     d = p(o(0.1, 2, 1650))
-    assert d.target == 1 and "CPU-bound: 1.90 cores busy at 2" in d.reason
+    assert d.target == 1 and "CPU-bound: 0.95 cores busy at 2" in d.reason
     assert "probe down 2->1" in d.reason
     d = p(o(0.2, 1, x1))
     assert d.target == target and words in d.reason, d
+
+
+def test_cpu_bound_at_one_thread_per_core_stays() -> None:
+    # 2 workers on 2 cores, 1.9 busy: no room up, but no probe below one thread per core
+    # either (cold files: 1 thread lost 20 %); the periodic probes may try later.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    d = p(ob(0.1, 2, 1650, 2 / 1650, lo=1).replace(process_cpu_percent=95.0, cores=2))
+    assert d.target == 2 and "settle at 2" in d.reason and "CPU-bound: 1.90" in d.reason
 
 
 def test_a_flat_climb_settles_on_fewer_threads() -> None:

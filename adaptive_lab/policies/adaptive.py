@@ -294,11 +294,13 @@ class ThroughputSeekingPolicy(Policy):
         if cap < p.n * max(self.probe_step, 1.0 + 1.0 / p.n):  # not one more worker
             why = f"{why}; CPU-bound: {p.u:.2f} cores busy at {p.n} leave room for " \
                   f"{cap:.1f} workers"
+            if not p.n > obs.cores:  # the start size, at most one per core: stay
+                return self._settle(obs, p.n, why)  # (1 thread lost 20 % on cold files)
             self._settle(obs, p.n, why)
             self._xh, self._rh = p.x, p.r
-            # CPU-bound Python threads handing the GIL between cores can lose to fewer
-            # threads (warm hashing: 1 thread 0.92 of 2's time): probe down now, with
-            # this size as the up reference, so a loss means "stay", never "climb"
+            # more threads than cores and the CPU full: fewer threads may do as well
+            # (1 ms storage: 27 threads where 8 do better); probe down now, with this
+            # size as the up reference, so a loss means "stay", never "climb"
             return self._probe_down(obs, p.x, why + "; ")
         if target > cap:
             target, what = math.floor(cap + 1e-9), f"{what}, CPU cap {cap:.1f}"
@@ -435,6 +437,8 @@ class ThroughputSeekingPolicy(Policy):
         # probe below at once with the larger size as the up probe: a jump may have
         # landed past the knee too (1 ms storage: 27 threads where 8 do better)
         why = f"past the knee ({nums})"
+        if not prev.n > obs.cores:
+            return self._settle(obs, prev.n, why)
         self._settle(obs, prev.n, why)
         self._xh, self._rh = prev.x, prev.r
         return self._probe_down(obs, p.x, f"settle at {prev.n}: {why}; ")
