@@ -9,8 +9,10 @@ Design (see docs/scanner.md and shared/MEASURED.md):
   a file estimated to cost more than a batch goes alone. One file per task would
   spend more time in the pool than in the file (12-25 us per task).
 * At most ``max_in_flight`` batches are submitted and not yet collected
-  (backpressure; default ``2 * max_workers + 4``), so memory stays flat on any tree
-  and the executor's queue depth is real demand a scaling policy can act on.
+  (backpressure; default ``2 * workers + 4``, where ``workers`` is a resizable pool's
+  *current* size, read again as it changes, else ``max_workers``), so memory stays
+  flat on any tree, results lag the work by at most about one batch per worker, and
+  the executor's queue depth is real demand a scaling policy can act on.
 * Batches run :func:`scan_batch`, a module-level (picklable) function, so a
   ``ProcessPoolExecutor`` works too. Files are read in chunks of at least 64 KiB
   (hashlib releases the GIL only for large buffers), opened with ``O_NONBLOCK`` and
@@ -122,7 +124,9 @@ class ScanSummary:
 
 
 def _executor_width(executor: Executor) -> int | None:
-    for attr in ("max_workers", "_max_workers"):
+    """Worker count to size the in-flight bound on: a resizable pool's current size
+    (read again as it changes), else ``max_workers``."""
+    for attr in ("size", "max_workers", "_max_workers"):
         value = getattr(executor, attr, None)
         if isinstance(value, int) and value > 0:
             return value
@@ -167,7 +171,8 @@ class Scanner:
     cancel_event
         A ``threading.Event``; setting it stops the scan promptly.
     max_in_flight
-        Batches submitted but not collected (default ``2 * max_workers + 4``, 4..1024).
+        Batches submitted but not collected (default ``2 * workers + 4``, 4..1024,
+        following a resizable pool's current size).
     batch_seconds
         Target work per batch in seconds (default 1.5 ms).
     """
@@ -243,8 +248,14 @@ class Scanner:
         own = self.executor is None
         executor = self.executor if not own else _default_executor()
         summary.executor = type(executor).__name__
-        width = _executor_width(executor)
-        bound = self.max_in_flight or max(4, min(1024, 2 * (width or 8) + 4))
+        def in_flight_bound() -> int:
+            # follows a resizable pool's current size: about one batch queued per
+            # worker, so results never lag the work by more than that, and the queue
+            # depth a policy sees is the real backlog of this scan
+            width = _executor_width(executor)
+            return self.max_in_flight or max(4, min(1024, 2 * (width or 8) + 4))
+
+        bound = in_flight_bound()
         summary.max_in_flight = bound
         started = time.monotonic()
         options = ScanOptions(**{**self.options.__dict__, "started": started})
@@ -260,6 +271,8 @@ class Scanner:
         cancelled_pending = False
         try:
             while True:
+                bound = in_flight_bound()
+                summary.max_in_flight = max(summary.max_in_flight, bound)
                 # until a batch has been measured, probe with a few one-file batches
                 while not exhausted and not self.token.is_set() and len(pending) < (
                         bound if self._sec_per_unit is not None else min(bound, _PROBES)):
