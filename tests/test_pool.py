@@ -10,7 +10,12 @@ from collections import Counter
 
 import pytest
 
-from adaptive_lab import AdaptiveThreadPoolExecutor, BrokenThreadPool, WorkerPoolMetrics
+from adaptive_lab import (
+    AdaptiveThreadPoolExecutor,
+    BrokenThreadPool,
+    WorkerPoolMetrics,
+    default_bounds,
+)
 
 
 def pool_threads(prefix: str) -> list[threading.Thread]:
@@ -114,8 +119,19 @@ def test_invalid_policy_and_controller_arguments():
 def test_policy_by_name_drives_the_pool():
     with AdaptiveThreadPoolExecutor(8, min_workers=2, policy="threshold", interval=5) as ex:
         assert ex.controller is not None and ex.controller.policy.name == "threshold"
-        assert ex.size == 2  # a policy starts at min_workers
+        assert ex.size == 2  # the core count (2 here at most), within [min, max]
         assert ex.controller.interval == 5
+
+
+def test_policy_defaults_start_at_the_cores_and_may_go_down_to_one():
+    from adaptive_lab.metrics import available_cores
+
+    cores = available_cores()
+    with AdaptiveThreadPoolExecutor(policy="threshold", interval=60) as ex:
+        assert (ex.min_workers, ex.max_workers) == default_bounds()
+        assert ex.min_workers == 1 and ex.size == min(cores, ex.max_workers)
+    with AdaptiveThreadPoolExecutor(8, min_workers=6, policy="threshold", interval=60) as ex:
+        assert ex.size == 6  # never below min_workers
 
 
 def test_default_max_workers_matches_thread_pool_executor():
