@@ -288,8 +288,9 @@ class ThroughputSeekingPolicy(Policy):
 
     def _capped_up(self, obs: Observation, p: _Point, target: float, what: str, why: str
                    ) -> Decision:
-        """Grow from ``p.n`` towards ``target``, but not past the CPU cap; settle at
-        ``p.n`` when the cap leaves less than a probe step of room."""
+        """Grow from ``p.n`` towards ``target``, but not past the CPU cap. When the cap
+        leaves less than a probe step of room, settle at ``p.n``, and with more threads
+        than cores probe below it at once."""
         cap = self._cpu_cap(p, obs)
         if cap < p.n * max(self.probe_step, 1.0 + 1.0 / p.n):  # not one more worker
             why = f"{why}; CPU-bound: {p.u:.2f} cores busy at {p.n} leave room for " \
