@@ -512,3 +512,30 @@ def test_a_flat_climb_settles_on_fewer_threads() -> None:
     assert p(ob(0.1, 2, 30000, 6e-5)).target == 4
     d = p(ob(0.2, 4, 30600, 1.3e-4))
     assert d.target == 2 and "flat" in d.reason, d
+
+
+def test_a_descent_stops_at_rate_times_the_lowest_latency() -> None:
+    # 1 ms storage: 2 workers at 1,700/s and 1.15 ms (uncontended; CPU per task 0.1 ms,
+    # so latency is mostly waiting). Later, home 16 at 6,000/s; the probe down to 12
+    # holds, so the descent would halve to 6, but 6,000/s x 1.15 ms = 6.9 workers are
+    # busy at the least: the descent stops at 7 (BBR's bandwidth-delay product).
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+
+    def o(t: float, n: int, x: float, r: float) -> Observation:
+        return ob(t, n, x, r, lo=1).replace(process_cpu_percent=100 * x * 1e-4 / 2, cores=2)
+
+    p(o(0.1, 2, 1700, 0.00115))  # the start measurement: rmin 1.15 ms at 2 workers
+    p._mode, p._home, p._xh, p._rh, p._xup = "down", 16, 6000.0, 16 / 6000, 6000.0
+    p._new_segment, p._expected = True, 12
+    d = p(o(0.2, 12, 6000, 12 / 6000))
+    assert d.target == 7 and "descend 12->7" in d.reason, d
+
+
+def test_the_descent_floor_needs_a_latency_from_a_much_smaller_pool() -> None:
+    # The only latency seen is the current one (X R = n for a busy pool): no floor,
+    # or no descent could ever start.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    p._mode, p._home, p._xh, p._rh, p._xup = "down", 16, 6000.0, 16 / 6000, 6000.0
+    p._new_segment, p._expected = True, 12
+    d = p(ob(0.2, 12, 6000, 12 / 6000, lo=1))
+    assert d.target == 6 and "descend 12->6" in d.reason, d

@@ -29,7 +29,9 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
   A better upper probe resumes the climb; a lower probe within ``shrink_tolerance``
   of the best nearby throughput starts a **descent** (divide by ``growth`` while
   throughput holds), so surplus threads are shed (bias to fewer threads, as .NET's
-  hill climbing);
+  hill climbing), but never below ``X * R_min``, the workers needed to carry the
+  throughput at the lowest latency measured at under half the size (BBR's
+  bandwidth-delay product; only for tasks that mostly wait);
 * **regime change**: a home measurement whose throughput falls by more than
   ``change`` while latency rises (e.g. 1 ms -> 20 ms I/O), seen twice (once if latency
   tripled), triggers a new jump if latency tripled (else a probe down: a GIL queue
@@ -249,6 +251,8 @@ class ThroughputSeekingPolicy(Policy):
         self._confirming = False
         self._strikes = 0
         self._transitional = False  # the climb's reference straddled a regime change
+        self._rmin = math.nan  # lowest mean task latency seen in this regime ...
+        self._rmin_n = 0  # ... and the size it was measured at
 
     # -- helpers ----------------------------------------------------------------
     def _up(self, n: int, f: float, obs: Observation) -> int:
@@ -308,6 +312,25 @@ class ThroughputSeekingPolicy(Policy):
         self._mode, self._prev = "climb", p
         target = obs.clamp(math.ceil(target))
         return self._go(obs, target, f"{why}: {what} {p.n}->{target}")
+
+    def _regime(self, p: _Point) -> None:
+        """A new regime: the old tasks' latency no longer bounds anything."""
+        self._rmin, self._rmin_n = (p.r, p.n) if p.r > 0 else (math.nan, 0)
+
+    def _bdp_floor(self, p: _Point) -> int:
+        """Fewest workers that can carry ``p.x`` at the lowest latency seen (Little's
+        law; BBR's bandwidth-delay product): a descent stops there. Only for tasks whose
+        latency is mostly waiting (CPU per task under a quarter of it), since a GIL
+        queue inflates the latency of CPU-heavy tasks; and only when that latency was
+        measured at under half the size (less contention), else it is just ``X R = n``
+        and would forbid any descent. 1 when unknown."""
+        r = self._rmin
+        if not (r > 0 and p.x > 0 and 2 * self._rmin_n <= p.n):
+            return 1
+        c = p.u / p.x if p.u > 0 else math.nan
+        if c >= 0.25 * r:
+            return 1
+        return math.ceil(p.x * r - 1e-9)
 
     def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
         cap = self.rate_guess  # not the best seen: capacity falls with the thread count
@@ -380,6 +403,8 @@ class ThroughputSeekingPolicy(Policy):
                                     f"{seg.dur:.2f}s, mode {mode})")
         p = self._seg.point()
         self._seg = _Segment(n)
+        if p.r > 0 and not p.r >= self._rmin:  # (NaN rmin: take p.r)
+            self._rmin, self._rmin_n = p.r, p.n
         if mode == "start":
             return self._jump(obs, p, f"start at {p.x:.0f}/s")
         if mode == "climb":
@@ -420,6 +445,7 @@ class ThroughputSeekingPolicy(Policy):
             # more than the workers did (a GIL queue grows with them): the tasks got
             # slower, the workload changed during the climb (1 ms -> 20 ms I/O)
             self._transitional = True
+            self._regime(p)
             return self._jump(obs, p, f"regime change during the climb ({nums}, latency "
                                       f"{prev.r * 1e3:.2f}->{p.r * 1e3:.2f} ms)")
         if self._transitional:
@@ -469,11 +495,13 @@ class ThroughputSeekingPolicy(Policy):
                            f"{self._rh * 1e3:.2f}->{p.r * 1e3:.2f} ms")
                     self._xh = self._rh = math.nan  # the old regime's reference is void
                     self._transitional = True
+                    self._regime(p)
                     return self._jump(obs, p, why)
                 # Otherwise (e.g. 20 ms -> 1 ms with far too many threads, where the GIL
                 # queue hides the shorter waits, or other tenants taking the CPU) only
                 # probing tells which way to go: down by `growth` first.
                 self._xh, self._rh = p.x, p.r
+                self._regime(p)
                 down = self._down(n, self.growth, obs)
                 why = (f"regime change ({p.x:.0f}/s, latency {p.r * 1e3:.2f} ms, "
                        f"{p.x * p.r / n if math.isfinite(p.r) else math.nan:.2f} busy)")
@@ -539,6 +567,7 @@ class ThroughputSeekingPolicy(Policy):
                    f"{p.r * 1e3:.2f} ms")
             self._xh = self._rh = math.nan
             self._transitional = True
+            self._regime(p)
             return self._jump(obs, p, why)
         ref = max(self._xh, self._xup) if math.isfinite(self._xup) else self._xh
         floor = ref * (1.0 - self.shrink_tolerance)
@@ -547,9 +576,10 @@ class ThroughputSeekingPolicy(Policy):
             self._xref, self._home, self._mode = max(ref, p.x), p.n, "descend"
             self._rprev, self._xprev = p.r, p.x
             self._period = self.probe_min
-            nxt = self._down(p.n, self.growth, obs)
+            nxt = max(self._down(p.n, self.growth, obs), obs.clamp(self._bdp_floor(p)))
             if nxt >= p.n:
-                return self._settle(obs, p.n, "probe down held throughput; at the minimum")
+                return self._settle(obs, p.n, f"probe down held throughput; at the minimum "
+                                              f"({p.x:.0f}/s x {self._rmin * 1e3:.2f} ms)")
             return self._go(obs, nxt, f"probe down held {p.x:.0f}/s >= {floor:.0f}/s; "
                                       f"descend {p.n}->{nxt}")
         if not math.isfinite(self._xup) and self._xh > 0 and self._up(
@@ -576,11 +606,12 @@ class ThroughputSeekingPolicy(Policy):
         if p.x >= floor and not eta > self.shrink_elasticity:
             self._home, self._rprev, self._xprev = p.n, p.r, p.x
             self._xref = max(self._xref, p.x)  # later steps must keep the best seen
-            nxt = self._down(p.n, self.growth, obs)
+            nxt = max(self._down(p.n, self.growth, obs), obs.clamp(self._bdp_floor(p)))
             if nxt < p.n:
                 return self._go(obs, nxt, f"descend {p.n}->{nxt}: {p.x:.0f}/s >= "
                                           f"{floor:.0f}/s")
-            return self._settle(obs, p.n, "descended to the minimum")
+            return self._settle(obs, p.n, f"descended to the minimum ({p.x:.0f}/s x "
+                                          f"{self._rmin * 1e3:.2f} ms)")
         return self._settle(obs, self._home, f"descent lost throughput at {p.n} "
                                              f"({p.x:.0f} vs {floor:.0f}/s, latency "
                                              f"elasticity {eta:.2f})")
