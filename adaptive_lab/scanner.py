@@ -133,6 +133,13 @@ def _executor_width(executor: Executor) -> int | None:
     return None
 
 
+def _in_flight_bound(executor: Executor) -> int:
+    """Default batches in flight: ``2 * workers + 4`` (4..1024). It follows a resizable
+    pool's current size, so results lag the work by about one batch per worker at most
+    and the queue depth a policy sees is this scan's real backlog."""
+    return max(4, min(1024, 2 * (_executor_width(executor) or 8) + 4))
+
+
 def _check_positive(name: str, value: Any, minimum: float = 0, allow_none: bool = False
                     ) -> None:
     if value is None and allow_none:
@@ -248,15 +255,6 @@ class Scanner:
         own = self.executor is None
         executor = self.executor if not own else _default_executor()
         summary.executor = type(executor).__name__
-        def in_flight_bound() -> int:
-            # follows a resizable pool's current size: about one batch queued per
-            # worker, so results never lag the work by more than that, and the queue
-            # depth a policy sees is the real backlog of this scan
-            width = _executor_width(executor)
-            return self.max_in_flight or max(4, min(1024, 2 * (width or 8) + 4))
-
-        bound = in_flight_bound()
-        summary.max_in_flight = bound
         started = time.monotonic()
         options = ScanOptions(**{**self.options.__dict__, "started": started})
         token = self.token if not _is_process_pool(executor) else None
@@ -271,7 +269,7 @@ class Scanner:
         cancelled_pending = False
         try:
             while True:
-                bound = in_flight_bound()
+                bound = self.max_in_flight or _in_flight_bound(executor)
                 summary.max_in_flight = max(summary.max_in_flight, bound)
                 # until a batch has been measured, probe with a few one-file batches
                 while not exhausted and not self.token.is_set() and len(pending) < (

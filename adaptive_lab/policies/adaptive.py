@@ -297,16 +297,11 @@ class ThroughputSeekingPolicy(Policy):
         than cores probe below it at once."""
         cap = self._cpu_cap(p, obs)
         if cap < p.n * max(self.probe_step, 1.0 + 1.0 / p.n):  # not one more worker
-            why = f"{why}; CPU-bound: {p.u:.2f} cores busy at {p.n} leave room for " \
-                  f"{cap:.1f} workers"
-            if not p.n > obs.cores:  # the start size, at most one per core: stay
-                return self._settle(obs, p.n, why)  # (1 thread lost 20 % on cold files)
-            self._settle(obs, p.n, why)
-            self._xh, self._rh = p.x, p.r
             # more threads than cores and the CPU full: fewer threads may do as well
-            # (1 ms storage: 27 threads where 8 do better); probe down now, with this
-            # size as the up reference, so a loss means "stay", never "climb"
-            return self._probe_down(obs, p.x, why + "; ")
+            # (1 ms storage: 27 threads where 8 do better)
+            return self._settle_then_probe(obs, p, p.x, f"{why}; CPU-bound: {p.u:.2f} "
+                                                        f"cores busy at {p.n} leave room "
+                                                        f"for {cap:.1f} workers")
         if target > cap:
             target, what = math.floor(cap + 1e-9), f"{what}, CPU cap {cap:.1f}"
         self._mode, self._prev = "climb", p
@@ -331,6 +326,19 @@ class ThroughputSeekingPolicy(Policy):
         if c >= 0.25 * r:
             return 1
         return math.ceil(p.x * r - 1e-9)
+
+    def _settle_then_probe(self, obs: Observation, home: _Point, xup: float, why: str
+                           ) -> Decision:
+        """Settle at ``home.n``. With more threads than cores, keep ``home``'s
+        measurement as the home reference and probe below at once, with ``xup`` (the
+        larger size's throughput) as the up probe, so a loss means "stay", never
+        "climb". At one thread per core or fewer, just stay (1 thread lost 20 % to 2
+        on cold files)."""
+        if not home.n > obs.cores:
+            return self._settle(obs, home.n, why)
+        self._settle(obs, home.n, why)
+        self._xh, self._rh = home.x, home.r
+        return self._probe_down(obs, xup, f"settle at {home.n}: {why}; ")
 
     def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
         cap = self.rate_guess  # not the best seen: capacity falls with the thread count
@@ -463,12 +471,7 @@ class ThroughputSeekingPolicy(Policy):
         # home reference (a step change right after is noticed in one window), and
         # probe below at once with the larger size as the up probe: a jump may have
         # landed past the knee too (1 ms storage: 27 threads where 8 do better)
-        why = f"past the knee ({nums})"
-        if not prev.n > obs.cores:
-            return self._settle(obs, prev.n, why)
-        self._settle(obs, prev.n, why)
-        self._xh, self._rh = prev.x, prev.r
-        return self._probe_down(obs, p.x, f"settle at {prev.n}: {why}; ")
+        return self._settle_then_probe(obs, prev, p.x, f"past the knee ({nums})")
 
     def _cruise(self, obs: Observation, p: _Point) -> Decision:
         n = p.n
