@@ -3,11 +3,12 @@
 Design (see docs/scanner.md and shared/MEASURED.md):
 
 * The walk (:mod:`adaptive_lab.walk`) runs in the calling thread and never opens
-  anything but directories. Regular files are grouped into *batches* worth about
-  ``batch_seconds`` (default 1.5 ms) of work, estimated online from an EWMA of the
-  measured seconds per cost unit (one file + ``size / 32 KiB``) of completed batches;
-  a file estimated to cost more than a batch goes alone. One file per task would
-  spend more time in the pool than in the file (12-25 us per task).
+  anything but directories, nor stats files (the readers measure sizes; a ``stat``
+  here is one more GIL hand-off per file). Regular files are grouped into *batches*
+  worth about ``batch_seconds`` of work, estimated online from EWMAs of the measured
+  seconds per cost unit (one file + ``size / 32 KiB``) and cost units per file of
+  completed batches. One file per task would spend more time in the pool than in the
+  file (12-25 us per task).
 * At most ``max_in_flight`` batches are submitted and not yet collected
   (backpressure; default ``2 * workers + 4``, where ``workers`` is a resizable pool's
   *current* size, read again as it changes, else ``max_workers``), so memory stays
@@ -223,6 +224,7 @@ class Scanner:
                                    digest=self.options.digest,
                                    profile=profile.name if profile else "local")
         self._sec_per_unit: float | None = None
+        self._units_per_file = 1.0  # EWMA over results: cost of a file of unknown size
         self._started = False
 
     def cancel(self) -> None:
@@ -260,8 +262,9 @@ class Scanner:
         token = self.token if not _is_process_pool(executor) else None
         done: queue.SimpleQueue[Future] = queue.SimpleQueue()
         pending: dict[Future, list[Entry]] = {}
+        # no stat per file in this thread (see walk's ``sizes``): the readers measure
         items = walk(self.root, follow_symlinks=self.follow_symlinks,
-                     max_file_size=self.max_file_size)
+                     max_file_size=self.max_file_size, sizes=False)
         t0 = time.perf_counter()
         carry: list[Entry] = []
         exhausted = False
@@ -338,9 +341,11 @@ class Scanner:
         batch: list[Entry] = []
         direct: list[FileResult] = []
         units = 0.0
+        mean_units = self._units_per_file  # for files the walk did not stat
         if carry:
             batch.append(carry.pop())
-            units = 1.0 + batch[0][1] / _UNIT_BYTES
+            size = batch[0][1]
+            units = 1.0 + size / _UNIT_BYTES if size >= 0 else mean_units
         deadline = time.perf_counter() + self.batch_seconds
         n = 0
         for item in items:
@@ -350,7 +355,8 @@ class Scanner:
                 if len(direct) >= 256:
                     return batch, direct, False
                 continue
-            cost = 1.0 + item[1] / _UNIT_BYTES
+            size = item[1]
+            cost = 1.0 + size / _UNIT_BYTES if size >= 0 else mean_units
             if batch and units + cost > budget:
                 carry.append(item)
                 return batch, direct, False
@@ -367,10 +373,13 @@ class Scanner:
             return
         units = len(results) + sum(r.size for r in results) / _UNIT_BYTES
         sample = elapsed / units
+        per_file = units / len(results)
         old = self._sec_per_unit
         if old is None:
             self._sec_per_unit = sample
-        else:  # EWMA; one outlier (a GIL stall, a page fault storm) moves it at most 4x
+            self._units_per_file = per_file
+        else:
+            self._units_per_file = 0.9 * self._units_per_file + 0.1 * per_file  # EWMA; one outlier (a GIL stall, a page fault storm) moves it at most 4x
             self._sec_per_unit = 0.8 * old + 0.2 * min(max(sample, old / 4), old * 4)
         self.summary.sec_per_unit = self._sec_per_unit
 

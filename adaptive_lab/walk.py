@@ -15,8 +15,9 @@ records. Every name the walk sees yields exactly one item.
 
 :func:`scan_batch` is the read path the executor runs: module-level and picklable
 (process pools work), files opened with ``O_NONBLOCK`` (a file swapped for a FIFO
-after the walk cannot block a worker) and re-checked with ``fstat`` before and after
-reading, chunks of at least 64 KiB (hashlib releases the GIL only for large buffers).
+after the walk cannot block a worker), read in chunks of at least 64 KiB (hashlib
+releases the GIL only for large buffers) into one reused buffer, and checked with
+``fstat`` after reading (see :func:`scan_batch` for what counts as a change).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class FileResult(NamedTuple):
 
 
 class Entry(NamedTuple):
-    """A regular file the walk found: its path, size at walk time, running index.
+    """A regular file the walk found: its path, size at walk time (``-1`` when the walk
+    was asked not to ``stat`` files), running index.
 
     The walk yields plain ``(path, size, index)`` tuples in this order (a named tuple
     costs about 1 us more per file); ``Entry`` documents them and builds them by hand.
@@ -171,7 +173,8 @@ def _inside(real: bytes, root_real: bytes) -> bool:
 
 
 def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
-         max_file_size: int | None = None) -> Iterator[tuple | FileResult]:
+         max_file_size: int | None = None, sizes: bool = True
+         ) -> Iterator[tuple | FileResult]:
     """Yield ``(path, size, index)`` per regular file (see :class:`Entry`) and a
     :class:`FileResult` per other name.
 
@@ -184,6 +187,12 @@ def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
         directory is entered once, identified by ``(st_dev, st_ino)``, so loops end.
     max_file_size
         Regular files larger than this many bytes are reported as skipped.
+    sizes
+        ``stat`` each regular file for its size (default). With ``False`` (and no
+        ``max_file_size``) the size is ``-1`` and files are told apart by the directory
+        entry's type alone, with no system call per file: the scanner's readers measure
+        the size anyway, and a ``stat`` in the walking thread is one more GIL hand-off
+        per file (it made a warm two-thread scan 20 % slower).
     """
     root_b = os.fsencode(root)
     if len(root_b) > 1:
@@ -206,6 +215,7 @@ def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
     visited = {(st.st_dev, st.st_ino)} if follow_symlinks else set()
     sep = b"" if root_b.endswith(b"/") else b"/"
     stack = [root_b]
+    need_size = sizes or max_file_size is not None
     # Short paths are listed with scandir(path) (bytes names, cheapest). Long ones go
     # through a descriptor; the last one listed stays open because the next directory
     # popped is usually its child (depth first) and is opened relative to it, so deep
@@ -236,7 +246,7 @@ def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
                 last_path, last_fd = top, fd
             prefix = (top + sep if top is root_b else top + b"/") if fd >= 0 else None
             yield from _list_dir(it, top, prefix, stack, follow_symlinks, max_file_size,
-                                 root_real, visited, counter)
+                                 root_real, visited, counter, need_size)
     finally:
         if last_fd >= 0:
             os.close(last_fd)
@@ -244,7 +254,8 @@ def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
 
 def _list_dir(it: Any, top: bytes, prefix: bytes | None, stack: list[bytes],
               follow_symlinks: bool, max_file_size: int | None, root_real: bytes,
-              visited: set, counter: list[int]) -> Iterator[tuple | FileResult]:
+              visited: set, counter: list[int], need_size: bool = True
+              ) -> Iterator[tuple | FileResult]:
     """List one directory (``prefix`` None: bytes scandir, else str names from a fd):
     yield its files and skips, push its subdirectories. The hot loop of the scanner's
     calling thread, so it avoids per-file Python calls where it can."""
@@ -257,6 +268,10 @@ def _list_dir(it: Any, top: bytes, prefix: bytes | None, stack: list[bytes],
                 path = e.path if prefix is None else prefix + e.name.encode(_FSENC, _FSERR)
                 try:
                     if e.is_file(follow_symlinks=False):
+                        if not need_size:
+                            yield (path, -1, index)
+                            index += 1
+                            continue
                         size = e.stat(follow_symlinks=False).st_size
                         if limit < 0 or size <= limit:
                             yield (path, size, index)
@@ -390,70 +405,90 @@ def scan_batch(items: list[Entry], options: ScanOptions, token: CancelToken | No
 
     Module-level and free of closures so process pools can pickle it. Stops between
     files when ``token`` is set; the files not reached are counted, not reported.
+
+    A file is *changed during scan* (an ``error`` record) when the bytes read differ
+    from its size after reading, or, for a file read in several chunks, when its size
+    or mtime moved between the first chunk and the end. A file that is no longer a
+    regular file is ``skipped``. Reads stop at the size seen after the first chunk, so
+    a file that grows without end (or a device swapped in) cannot keep a worker busy.
     """
     t0 = time.perf_counter()
     new_hash = _hasher(options.digest)
     buf = bytearray(max(options.chunk_size, MIN_CHUNK))
+    view = memoryview(buf)
+    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
     out: list[FileResult] = []
     append = out.append
     for i, item in enumerate(items):
         if token is not None and token.is_set():
             return out, time.perf_counter() - t0, len(items) - i
-        append(_scan_file(item, options, new_hash, buf))
+        append(_scan_file(item, options, flags, new_hash, buf, view))
     return out, time.perf_counter() - t0, 0
 
 
-def _scan_file(item: Entry, options: ScanOptions, new_hash: Callable[[], Any] | None,
-               buf: bytearray) -> FileResult:
+_new_result = tuple.__new__  # FileResult(...) without the namedtuple's Python __new__
+
+
+def _scan_file(item: Entry, options: ScanOptions, flags: int,
+               new_hash: Callable[[], Any] | None, buf: bytearray, view: memoryview
+               ) -> FileResult:
+    """Read one file: one ``open``, ``readv`` and ``fstat`` for a file smaller than
+    the buffer (most files; each system call is a GIL hand-off between threads)."""
     path, walk_size, index = item
+    walk_size = walk_size if walk_size > 0 else 0
     profile = options.profile
     if profile is not None:
         profile.before_read(path, index, options.started)
-    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
     try:
-        fd = open_path(path, flags)
+        fd = os.open(path, flags) if len(path) < _SAFE_PATH else open_path(path, flags)
     except OSError as exc:
         return failed(path, error_reason(exc), walk_size)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return skipped(path, "not a regular file: changed type during scan", walk_size)
-        size = st.st_size
         h = new_hash() if new_hash is not None else None
         matcher = options.signatures.matcher() if options.signatures is not None else None
-        if size < len(buf):
-            data = os.read(fd, size + 1)
-            total = len(data)
+        n = total = os.readv(fd, (buf,))
+        first = None  # fstat after a full first chunk: the reference for a long read
+        if n == len(buf):
+            first = os.fstat(fd)
+            if not stat.S_ISREG(first.st_mode):
+                return skipped(path, _CHANGED_TYPE, walk_size)
+        while n:
+            chunk = view[:n]
             if h is not None:
-                h.update(data)
+                h.update(chunk)
             if matcher is not None:
-                matcher.feed(data)
-            if profile is not None:
-                profile.inspect(data, path)
-        else:
-            view = memoryview(buf)
-            total = 0
-            first = True
-            while True:
-                n = os.readv(fd, (buf,))
-                if not n:
-                    break
-                total += n
-                chunk = view[:n]
-                if h is not None:
-                    h.update(chunk)
-                if matcher is not None:
-                    matcher.feed(chunk)
-                if first and profile is not None:
-                    profile.inspect(bytes(chunk), path)
-                first = False
-        after = os.fstat(fd)
-        if total != size or after.st_size != size or after.st_mtime_ns != st.st_mtime_ns:
+                matcher.feed(chunk)
+            if profile is not None and total == n:  # the first chunk
+                profile.inspect(bytes(chunk), path)
+            if first is None or total > first.st_size:
+                break
+            n = os.readv(fd, (buf,))
+            total += n
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return skipped(path, _CHANGED_TYPE, walk_size)
+        if total != st.st_size or (first is not None and (
+                first.st_size != st.st_size or first.st_mtime_ns != st.st_mtime_ns)):
             return failed(path, "changed during scan", total)
         matches = tuple(sorted(matcher.found)) if matcher is not None else ()
         digest = h.hexdigest() if h is not None else None
-        return FileResult(os.fsdecode(path), size, digest, matches, "ok", None, path)
+        return _new_result(FileResult, (os.fsdecode(path), total, digest, matches, "ok",
+                                        None, path))
     except OSError as exc:
-        return failed(path, error_reason(exc), walk_size)
+        return _read_failed(fd, path, exc, walk_size)
     finally:
         os.close(fd)
+
+
+_CHANGED_TYPE = "not a regular file: changed type during scan"
+
+
+def _read_failed(fd: int, path: bytes, exc: OSError, size: int) -> FileResult:
+    """A read error: ``skipped`` if the name now holds something else (a FIFO with a
+    writer fails with EAGAIN), else an ``error`` naming the cause."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return skipped(path, _CHANGED_TYPE, size)
+    except OSError:
+        pass
+    return failed(path, error_reason(exc), size)

@@ -407,6 +407,46 @@ def test_file_changed_during_scan_is_reported(tmp_path, size):
     assert summary.reasons == {"changed during scan": 1}
 
 
+@dataclass(frozen=True)
+class RewritingProfile(Profile):
+    """Test double: rewrites the file in place (same size) after the first chunk."""
+
+    def inspect(self, data: bytes, path: bytes) -> None:
+        if b"rewritten" in path:
+            size = os.path.getsize(path)
+            with open(path, "r+b") as fh:
+                fh.write(b"\0" * size)
+            st = os.stat(path)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def test_same_size_rewrite_of_a_chunked_file_is_reported(tmp_path):
+    write(tmp_path / "rewritten.bin", os.urandom(300_000))
+    results, summary = collect(tmp_path, profile=RewritingProfile("rewrite"))
+    assert [r[4:6] for r in results] == [("error", "changed during scan")]
+
+
+def test_reader_stops_on_a_device_swapped_in_after_the_walk():
+    # the walk saw a regular file; the name now holds /dev/zero, which never ends
+    entry = Entry(b"/dev/zero", -1, 0)
+    results, _, _ = run_with_timeout(lambda: scan_batch([entry], ScanOptions()), 10)
+    assert results[0][4:6] == ("skipped", "not a regular file: changed type during scan")
+
+
+def test_walk_without_sizes_makes_no_stat_and_readers_measure(tmp_path):
+    write(tmp_path / "a.bin", b"x" * 70_000)
+    write(tmp_path / "b.bin", b"y" * 10)
+    items = sorted(walk(tmp_path, sizes=False))
+    assert [(os.path.basename(p), size) for p, size, _ in items] == [
+        (b"a.bin", -1), (b"b.bin", -1)]
+    # a size limit needs the stat: sizes are measured whatever ``sizes`` says
+    assert sorted(i[1] for i in walk(tmp_path, sizes=False, max_file_size=10 ** 6)
+                  ) == [10, 70_000]
+    results, _, _ = scan_batch([Entry(*i) for i in items], ScanOptions())
+    assert [(r.size, r.status) for r in results] == [(70_000, "ok"), (10, "ok")]
+    assert results[0].digest == hashlib.sha256(b"x" * 70_000).hexdigest()
+
+
 def scan_as_nobody(root: Path) -> dict:
     """Fork; the child drops to uid/gid 65534 (as root, permissions would not stop
     reads), scans ``root`` on a ThreadPoolExecutor and sends the summary back."""
