@@ -378,8 +378,8 @@ class Scanner:
         if old is None:
             self._sec_per_unit = sample
             self._units_per_file = per_file
-        else:
-            self._units_per_file = 0.9 * self._units_per_file + 0.1 * per_file  # EWMA; one outlier (a GIL stall, a page fault storm) moves it at most 4x
+        else:  # EWMAs; one outlier (a GIL stall, a page fault storm) moves it at most 4x
+            self._units_per_file = 0.9 * self._units_per_file + 0.1 * per_file
             self._sec_per_unit = 0.8 * old + 0.2 * min(max(sample, old / 4), old * 4)
         self.summary.sec_per_unit = self._sec_per_unit
 

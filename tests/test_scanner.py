@@ -422,7 +422,7 @@ class RewritingProfile(Profile):
 
 def test_same_size_rewrite_of_a_chunked_file_is_reported(tmp_path):
     write(tmp_path / "rewritten.bin", os.urandom(300_000))
-    results, summary = collect(tmp_path, profile=RewritingProfile("rewrite"))
+    results, _ = collect(tmp_path, profile=RewritingProfile("rewrite"))
     assert [r[4:6] for r in results] == [("error", "changed during scan")]
 
 
