@@ -24,6 +24,7 @@ Design (see docs/scanner.md and shared/MEASURED.md):
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -53,6 +54,8 @@ __all__ = ["CancelToken", "FileResult", "ScanOptions", "ScanSummary", "Scanner",
 _UNIT_BYTES = 32 * 1024  # bytes of reading+hashing that cost about one file open
 _MAX_BATCH_FILES = 1024
 _PROBES = 4
+_THREAD_BATCH_S = 0.0015  # default batch_seconds on threads
+_PROCESS_BATCH_S = 0.01  # and on worker processes (a pipe round trip per batch)
 
 
 @dataclass
@@ -141,13 +144,12 @@ def _in_flight_bound(executor: Executor) -> int:
     return max(4, min(1024, 2 * (_executor_width(executor) or 8) + 4))
 
 
-def _check_positive(name: str, value: Any, minimum: float = 0, allow_none: bool = False
-                    ) -> None:
+def _check_positive(name: str, value: Any, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum \
-            or (minimum == 0 and value <= 0):
-        raise ValueError(f"{name} must be a number >= {minimum} (> 0), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 class Scanner:
@@ -182,7 +184,10 @@ class Scanner:
         Batches submitted but not collected (default ``2 * workers + 4``, 4..1024,
         following a resizable pool's current size).
     batch_seconds
-        Target work per batch in seconds (default 1.5 ms).
+        Target work per batch in seconds. Default: 1.5 ms on threads (short tasks
+        keep the queue a fine-grained signal for a policy), 10 ms on a
+        ``ProcessPoolExecutor`` (each batch costs a round trip through a pipe; 10 ms
+        batches scanned a warm corpus 20 % faster than 1.5 ms ones here).
     """
 
     def __init__(self, root: str | bytes | os.PathLike, executor: Executor | None = None, *,
@@ -190,7 +195,7 @@ class Scanner:
                  profile: Profile | str | None = None, follow_symlinks: bool = False,
                  max_file_size: int | None = None, chunk_size: int = MIN_CHUNK,
                  cancel_event: threading.Event | None = None,
-                 max_in_flight: int | None = None, batch_seconds: float = 0.0015) -> None:
+                 max_in_flight: int | None = None, batch_seconds: float | None = None) -> None:
         if executor is not None and not isinstance(executor, Executor):
             raise ValueError(f"executor must be a concurrent.futures.Executor, "
                              f"got {type(executor).__name__}")
@@ -205,7 +210,7 @@ class Scanner:
         if max_in_flight is not None and (not isinstance(max_in_flight, int)
                                           or max_in_flight < 1):
             raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
-        _check_positive("batch_seconds", batch_seconds)
+        _check_positive("batch_seconds", batch_seconds, allow_none=True)
         if isinstance(profile, str):
             profile = profile_by_name(profile)
         if profile is not None and not isinstance(profile, Profile):
@@ -214,11 +219,14 @@ class Scanner:
         self.executor = executor
         self.follow_symlinks = bool(follow_symlinks)
         self.max_file_size = max_file_size
+        hooks = profile if profile is not None and not profile.is_noop else None
         self.options = ScanOptions(digest=check_digest(digest), chunk_size=chunk_size,
-                                   signatures=load_signatures(signatures), profile=profile,
+                                   signatures=load_signatures(signatures), profile=hooks,
                                    follow_symlinks=self.follow_symlinks)
         self.token = CancelToken(cancel_event)
         self.max_in_flight = max_in_flight
+        if batch_seconds is None:
+            batch_seconds = _PROCESS_BATCH_S if _is_process_pool(executor) else _THREAD_BATCH_S
         self.batch_seconds = float(batch_seconds)
         self.summary = ScanSummary(root=os.fsdecode(os.fsencode(root)),
                                    digest=self.options.digest,

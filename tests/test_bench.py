@@ -190,7 +190,7 @@ def test_quick_run_schema(quick_doc: tuple[dict, Path, str]) -> None:
         expect = ["baseline-4", "tpe-default", "fixed-2", "fixed-16", "seed-threshold",
                   "policy:threshold"]
         if p["name"] == "local":
-            expect += ["plain-loop", "native-xargs"]
+            expect += ["plain-loop", "native-xargs", "scan-processes"]
         assert got == expect
         assert p["oracle"]["config"] in ("fixed-2", "fixed-16")
         assert p["cache"] == "warm"
@@ -211,7 +211,8 @@ def test_quick_run_schema(quick_doc: tuple[dict, Path, str]) -> None:
                 assert run["trace"] is None
     assert "step" in doc["profiles"][3] and "converge_s" in \
         doc["profiles"][3]["configs"][0]["summary"]
-    assert "issue3_targets" in doc["profiles"][0]
+    issue3 = doc["profiles"][0]["issue3_targets"]
+    assert issue3["processes_files_per_s"] > 0 and "scan-processes" in issue3["text"]
 
 
 def test_quick_run_accounts_for_every_file(quick_doc: tuple[dict, Path, str]) -> None:

@@ -112,6 +112,8 @@ def test_single_file_root(tmp_path):
     ({"max_file_size": -1}, "max_file_size"),
     ({"max_in_flight": 0}, "max_in_flight"),
     ({"batch_seconds": 0}, "batch_seconds"),
+    ({"batch_seconds": float("nan")}, "batch_seconds"),
+    ({"batch_seconds": float("inf")}, "batch_seconds"),
 ])
 def test_bad_options_raise_valueerror_naming_them(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -590,6 +592,23 @@ def test_latency_bound_files_go_one_per_task_and_fill_the_window(tmp_path):
     assert summary.files == 120 and ex.peak == 10
     # one file per batch until the first completes, then the estimate says one per batch
     assert ex.batch_sizes[-60:] == [1] * 60
+
+
+def test_default_batch_seconds_depend_on_the_executor(tmp_path):
+    with ThreadPoolExecutor(1) as threads:
+        assert Scanner(tmp_path, threads).batch_seconds == 0.0015
+    with ProcessPoolExecutor(1) as procs:
+        assert Scanner(tmp_path, procs).batch_seconds == 0.01
+    assert Scanner(tmp_path, batch_seconds=0.2).batch_seconds == 0.2
+
+
+def test_a_do_nothing_profile_skips_the_hooks_but_keeps_its_name(tmp_path):
+    write(tmp_path / "f", b"x")
+    s = Scanner(tmp_path, profile="local")
+    assert s.options.profile is None and s.summary.profile == "local"
+    # a subclass (its hooks may act) and a real workload keep their hooks
+    assert Scanner(tmp_path, profile=VanishingProfile("v")).options.profile is not None
+    assert Scanner(tmp_path, profile="cpu").options.profile is not None
 
 
 def test_process_pool_gives_the_same_results(tmp_path):
