@@ -465,15 +465,32 @@ def test_a_jump_that_overshoots_the_feeder_settles_on_the_busy_workers() -> None
     # 20 ms tasks: 2 -> 400 by Little's law. But the submitter only carries 4,500/s:
     # X R = 4,500 x 0.022 = 99 busy of 400 with the queue empty. Under-used windows
     # are no measurement of X(n), so before, the climb waited (1.4 s in a 2 s scan).
-    # Once settled (0.1 s) and measured (0.3 s) after the jump, it settles at
-    # 1.5 x 99 = 148.5 -> 149.
+    # Once settled (0.1 s) and measured (0.3 s) after the jump, it settles at the
+    # lower of 1.5 x 99 = 148.5 busy and the bandwidth-delay product 4,500/s x 20 ms
+    # (the latency at 2 workers) x 1.25 = 112.5 -> 113.
     p = ThroughputSeekingPolicy()
     assert p(ob(0.1, 2, 100, 0.020)).target == 400
     for t in (0.2, 0.3, 0.4):
         d = p(ob(t, 400, 4500, 0.022, q=0, busy=90))
         assert d.target == 400 and "under-used" in d.reason
     d = p(ob(0.5, 400, 4500, 0.022, q=0, busy=90))
-    assert d.target == 149 and "overshoot: 99.0 of 400 busy" in d.reason
+    assert d.target == 113 and "overshoot: 99.0 of 400 busy" in d.reason
+    assert "bandwidth-delay 113" in d.reason
+
+
+def test_an_overshoot_keeps_the_busy_workers_when_the_bdp_is_unknown() -> None:
+    # 6 ms of CPU per task, over a quarter of the 20 ms latency: the latency is not
+    # mostly waiting, so no bandwidth-delay product; 1.5 x 6.6 busy -> 10 it is.
+    p = ThroughputSeekingPolicy()
+
+    def o(t: float) -> Observation:
+        return ob(t, 400, 300, 0.022, q=0, busy=6).replace(
+            process_cpu_percent=100 * 300 * 0.006 / 2, cores=2)
+    assert p(ob(0.1, 2, 100, 0.020)).target == 400
+    for t in (0.2, 0.3, 0.4):
+        p(o(t))
+    d = p(o(0.5))
+    assert d.target == 10 and "bandwidth-delay 1)" in d.reason
 
 
 @pytest.mark.parametrize(("x1", "target", "words"), [
@@ -518,7 +535,8 @@ def test_a_descent_stops_at_rate_times_the_lowest_latency() -> None:
     # 1 ms storage: 2 workers at 1,700/s and 1.15 ms (uncontended; CPU per task 0.1 ms,
     # so latency is mostly waiting). Later, home 16 at 6,000/s; the probe down to 12
     # holds, so the descent would halve to 6, but 6,000/s x 1.15 ms = 6.9 workers are
-    # busy at the least: the descent stops at 7 (BBR's bandwidth-delay product).
+    # busy at the least: the descent stops at 9, that with the probes' 1.25 headroom
+    # (BBR's bandwidth-delay product).
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
 
     def o(t: float, n: int, x: float, r: float) -> Observation:
@@ -528,7 +546,7 @@ def test_a_descent_stops_at_rate_times_the_lowest_latency() -> None:
     p._mode, p._home, p._xh, p._rh, p._xup = "down", 16, 6000.0, 16 / 6000, 6000.0
     p._new_segment, p._expected = True, 12
     d = p(o(0.2, 12, 6000, 12 / 6000))
-    assert d.target == 7 and "descend 12->7" in d.reason, d
+    assert d.target == 9 and "descend 12->9" in d.reason, d
 
 
 def test_the_descent_floor_needs_a_latency_from_a_much_smaller_pool() -> None:
@@ -539,3 +557,27 @@ def test_the_descent_floor_needs_a_latency_from_a_much_smaller_pool() -> None:
     p._new_segment, p._expected = True, 12
     d = p(ob(0.2, 12, 6000, 12 / 6000, lo=1))
     assert d.target == 6 and "descend 12->6" in d.reason, d
+
+
+@pytest.mark.parametrize(("r0", "n1", "x1", "probe"), [
+    (0.00114, 23, 5720, 9),     # 1 ms storage: 5,720/s x 1.14 ms x 1.25 = 8.2 -> 9
+    (0.0204, 409, 4384, 112),   # 20 ms: 4,384/s x 20.4 ms x 1.25 = 111.8 -> 112
+])
+def test_a_cpu_bound_jump_probes_straight_down_to_the_bandwidth_delay_product(
+        r0: float, n1: int, x1: float, probe: int) -> None:
+    # Measured live: 2 workers (latency r0, the uncontended one; 0.1 ms of CPU per task),
+    # a Little's-law jump to n1, where 1.3 cores are busy with a thread per core: the
+    # GIL is saturated. Instead of probing n1 / 1.25 and descending by halves (1 s of a
+    # 2 s scan at 20 ms), the probe goes straight to X x R_min x 1.25.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+
+    def o(t: float, n: int, x: float, r: float, u: float) -> Observation:
+        return ob(t, n, x, r).replace(process_cpu_percent=100 * u / 2, cores=2)
+
+    assert p(o(0.1, 2, 2 / r0, r0, 0.2)).target == n1
+    d = p(o(0.2, n1, x1, n1 / x1, 1.3))
+    assert d.target == probe and "to the bandwidth-delay product" in d.reason, d
+    assert f"probe down {n1}->{probe}" in d.reason
+    # the probe holds throughput: home there (the descent floor is the same product)
+    d = p(o(0.3, probe, x1 * 1.1, probe / (x1 * 1.1), 1.1))
+    assert d.target == probe and "minimum" in d.reason, d

@@ -312,20 +312,28 @@ class ThroughputSeekingPolicy(Policy):
         """A new regime: the old tasks' latency no longer bounds anything."""
         self._rmin, self._rmin_n = (p.r, p.n) if p.r > 0 else (math.nan, 0)
 
-    def _bdp_floor(self, p: _Point) -> int:
-        """Fewest workers that can carry ``p.x`` at the lowest latency seen (Little's
-        law; BBR's bandwidth-delay product): a descent stops there. Only for tasks whose
-        latency is mostly waiting (CPU per task under a quarter of it), since a GIL
-        queue inflates the latency of CPU-heavy tasks; and only when that latency was
-        measured at under half the size (less contention), else it is just ``X R = n``
-        and would forbid any descent. 1 when unknown."""
+    def _bdp(self, p: _Point) -> float:
+        """Workers needed to carry ``p.x`` at the lowest latency seen, ``X * R_min``
+        (Little's law; BBR's bandwidth-delay product), or NaN when unknown. Only for
+        tasks whose latency is mostly waiting (CPU per task under a quarter of it),
+        since a GIL queue inflates the latency of CPU-heavy tasks; and only when that
+        latency was measured at under half the size (less contention), else it is just
+        ``X R = n`` and says nothing."""
         r = self._rmin
         if not (r > 0 and p.x > 0 and 2 * self._rmin_n <= p.n):
-            return 1
+            return math.nan
         c = p.u / p.x if p.u > 0 else math.nan
         if c >= 0.25 * r:
-            return 1
-        return math.ceil(p.x * r - 1e-9)
+            return math.nan
+        return p.x * r
+
+    def _bdp_floor(self, p: _Point) -> int:
+        """The fewest workers a descent may reach: ``probe_step x X x R_min``, the
+        bandwidth-delay product with the probes' headroom (BBR keeps twice it in
+        flight: at exactly ``X R_min`` any latency jitter costs throughput; measured on
+        1 ms storage, 7 threads made 15 % less than 9). 1 when unknown."""
+        b = self._bdp(p)
+        return math.ceil(b * self.probe_step - 1e-9) if b > 0 else 1
 
     def _settle_then_probe(self, obs: Observation, home: _Point, xup: float, why: str
                            ) -> Decision:
@@ -338,7 +346,8 @@ class ThroughputSeekingPolicy(Policy):
             return self._settle(obs, home.n, why)
         self._settle(obs, home.n, why)
         self._xh, self._rh = home.x, home.r
-        return self._probe_down(obs, xup, f"settle at {home.n}: {why}; ")
+        return self._probe_down(obs, xup, f"settle at {home.n}: {why}; ",
+                                to=self._bdp_floor(home))
 
     def _jump(self, obs: Observation, p: _Point, why: str) -> Decision:
         cap = self.rate_guess  # not the best seen: capacity falls with the thread count
@@ -375,9 +384,15 @@ class ThroughputSeekingPolicy(Policy):
                     and obs.t + 1e-9 >= self._changed_at + self.settle + self.window):
                 # a jump or climb step overshot what the work can use: whatever feeds
                 # the pool (the scanner's walk, the GIL) carries only `busy` workers
-                need = obs.clamp(max(prev.n, math.ceil(busy * self.headroom)))
+                # (or the bandwidth-delay product, if lower: the busy ones are slowed
+                # by the idle ones' share of the GIL)
+                u = obs.process_cpu_percent * obs.cores / 100.0
+                floor = self._bdp_floor(_Point(n, x, r, u))
+                need = obs.clamp(max(prev.n, min(math.ceil(busy * self.headroom),
+                                                 floor if floor > 1 else n)))
                 return self._settle(obs, need, f"overshoot: {busy:.1f} of {n} busy with "
-                                               f"the queue empty (x{self.headroom:g})")
+                                               f"the queue empty (x{self.headroom:g}, "
+                                               f"bandwidth-delay {floor})")
             idle_for = obs.t - self._idle_since
             need = obs.clamp(max(1, math.ceil(busy * self.headroom)))
             if idle_for + 1e-9 >= self.idle_wait and need < n:
@@ -537,9 +552,15 @@ class ThroughputSeekingPolicy(Policy):
             return self._go(obs, up, f"{why}probe up {n}->{up} (home {self._xh:.0f}/s)")
         return self._probe_down(obs, math.nan)
 
-    def _probe_down(self, obs: Observation, xup: float, why: str = "") -> Decision:
+    def _probe_down(self, obs: Observation, xup: float, why: str = "", to: int = 0
+                    ) -> Decision:
+        """Measure below home: ``home / probe_step``, or straight down to ``to`` (the
+        bandwidth-delay floor, when known) if that is lower: a jump that landed far
+        past the knee (409 threads where 128 do as well) is undone in one window."""
         self._xup = xup
         down = self._down(self._home, self.probe_step, obs)
+        if 1 <= to < down:
+            down, why = obs.clamp(to), f"{why}to the bandwidth-delay product: "
         if down < self._home:
             self._mode = "down"
             return self._go(obs, down, f"{why}probe down {self._home}->{down} "
