@@ -7,8 +7,9 @@ Design (see docs/scanner.md and shared/MEASURED.md):
   here is one more GIL hand-off per file). Regular files are grouped into *batches*
   worth about ``batch_seconds`` of work, estimated online from EWMAs of the measured
   seconds per cost unit (one file + ``size / 32 KiB``) and cost units per file of
-  completed batches. One file per task would spend more time in the pool than in the
-  file (12-25 us per task).
+  completed batches; the size follows the estimate only when it moves by over 3x, so
+  a policy resizing the pool does not resize the tasks it measures. One file per task
+  would spend more time in the pool than in the file (12-25 us per task).
 * At most ``max_in_flight`` batches are submitted and not yet collected
   (backpressure; default ``2 * workers + 4``, where ``workers`` is a resizable pool's
   *current* size, read again as it changes, else ``max_workers``), so memory stays
@@ -54,6 +55,12 @@ __all__ = ["CancelToken", "FileResult", "ScanOptions", "ScanSummary", "Scanner",
 _UNIT_BYTES = 32 * 1024  # bytes of reading+hashing that cost about one file open
 _MAX_BATCH_FILES = 1024
 _PROBES = 4
+#: Batches are re-sized only when the cost estimate moved by more than this factor: a
+#: task's run time also grows with the pool's contention (2 threads taking turns on the
+#: GIL double it), and batches that shrank as the pool grew would make a policy's
+#: tasks/s favour more threads (it compares tasks/s across sizes). Workload changes
+#: (1 -> 20 ms storage, cold -> warm cache) move it far more.
+_RESIZE_FACTOR = 3.0
 _THREAD_BATCH_S = 0.0015  # default batch_seconds on threads
 _PROCESS_BATCH_S = 0.01  # and on worker processes (a pipe round trip per batch)
 
@@ -232,6 +239,7 @@ class Scanner:
                                    digest=self.options.digest,
                                    profile=profile.name if profile else "local")
         self._sec_per_unit: float | None = None
+        self._batch_cost: float | None = None  # the estimate batches are sized on
         self._units_per_file = 1.0  # EWMA over results: cost of a file of unknown size
         self._started = False
 
@@ -340,7 +348,7 @@ class Scanner:
     def _next_batch(self, items: Iterator[Entry | FileResult], carry: list[Entry]
                     ) -> tuple[list[Entry], list[FileResult], bool]:
         """Pull entries until the batch is worth ``batch_seconds`` of estimated work."""
-        per_unit = self._sec_per_unit
+        per_unit = self._batch_cost
         if per_unit is None:  # no estimate yet: one file per batch until one completes
             limit = 1
             budget = float("inf")
@@ -390,6 +398,9 @@ class Scanner:
         else:  # EWMAs; one outlier (a GIL stall, a page fault storm) moves it at most 4x
             self._units_per_file = 0.9 * self._units_per_file + 0.1 * per_file
             self._sec_per_unit = 0.8 * old + 0.2 * min(max(sample, old / 4), old * 4)
+        est, cost = self._sec_per_unit, self._batch_cost
+        if cost is None or not cost / _RESIZE_FACTOR <= est <= cost * _RESIZE_FACTOR:
+            self._batch_cost = est
         self.summary.sec_per_unit = self._sec_per_unit
 
 

@@ -466,16 +466,29 @@ def test_a_jump_that_overshoots_the_feeder_settles_on_the_busy_workers() -> None
     # X R = 4,500 x 0.022 = 99 busy of 400 with the queue empty. Under-used windows
     # are no measurement of X(n), so before, the climb waited (1.4 s in a 2 s scan).
     # Once settled (0.1 s) and measured (0.3 s) after the jump, it settles at the
-    # lower of 1.5 x 99 = 148.5 busy and the bandwidth-delay product 4,500/s x 20 ms
-    # (the latency at 2 workers) x 1.25 = 112.5 -> 113.
+    # lower of 1.5 x 99 = 148.5 -> 149 and the bandwidth-delay floor 2 x 4,500/s x
+    # 20 ms (the latency at 2 workers) = 180.
     p = ThroughputSeekingPolicy()
     assert p(ob(0.1, 2, 100, 0.020)).target == 400
     for t in (0.2, 0.3, 0.4):
         d = p(ob(t, 400, 4500, 0.022, q=0, busy=90))
         assert d.target == 400 and "under-used" in d.reason
     d = p(ob(0.5, 400, 4500, 0.022, q=0, busy=90))
-    assert d.target == 113 and "overshoot: 99.0 of 400 busy" in d.reason
-    assert "bandwidth-delay 113" in d.reason
+    assert d.target == 149 and "overshoot: 99.0 of 400 busy" in d.reason
+    assert "bandwidth-delay 180" in d.reason
+
+
+def test_an_overshoot_settles_no_higher_than_the_bandwidth_delay_floor() -> None:
+    # Measured on the mixed profile (2 ms storage + Python work): 2 -> 47 by Little's
+    # law, then 2,558/s at 8 ms with 20.5 busy and the queue empty. The busy ones are
+    # slowed by the idle ones' share of the GIL: 2 x 2,558/s x 2.35 ms = 12.02 -> 13
+    # workers carry it (1.5 x 20.5 -> 31 lost 10 % to 8-16 threads).
+    p = ThroughputSeekingPolicy()
+    assert p(ob(0.1, 2, 838, 0.00235)).target == 47
+    for t in (0.2, 0.3, 0.4):
+        p(ob(t, 47, 2558, 0.008, q=0, busy=11))
+    d = p(ob(0.5, 47, 2558, 0.008, q=0, busy=11))
+    assert d.target == 13 and "bandwidth-delay 13" in d.reason, d
 
 
 def test_an_overshoot_keeps_the_busy_workers_when_the_bdp_is_unknown() -> None:
@@ -490,7 +503,7 @@ def test_an_overshoot_keeps_the_busy_workers_when_the_bdp_is_unknown() -> None:
     for t in (0.2, 0.3, 0.4):
         p(o(t))
     d = p(o(0.5))
-    assert d.target == 10 and "bandwidth-delay 1)" in d.reason
+    assert d.target == 10 and "bandwidth-delay 0)" in d.reason
 
 
 @pytest.mark.parametrize(("x1", "target", "words"), [
@@ -533,20 +546,19 @@ def test_a_flat_climb_settles_on_fewer_threads() -> None:
 
 def test_a_descent_stops_at_rate_times_the_lowest_latency() -> None:
     # 1 ms storage: 2 workers at 1,700/s and 1.15 ms (uncontended; CPU per task 0.1 ms,
-    # so latency is mostly waiting). Later, home 16 at 6,000/s; the probe down to 12
-    # holds, so the descent would halve to 6, but 6,000/s x 1.15 ms = 6.9 workers are
-    # busy at the least: the descent stops at 9, that with the probes' 1.25 headroom
-    # (BBR's bandwidth-delay product).
+    # so latency is mostly waiting). Later, home 32 at 6,000/s; the probe down to 25
+    # holds, so the descent would halve to 12, but 6,000/s x 1.15 ms = 6.9 workers are
+    # busy at the least and BBR keeps twice that: the descent stops at 14.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
 
     def o(t: float, n: int, x: float, r: float) -> Observation:
         return ob(t, n, x, r, lo=1).replace(process_cpu_percent=100 * x * 1e-4 / 2, cores=2)
 
     p(o(0.1, 2, 1700, 0.00115))  # the start measurement: rmin 1.15 ms at 2 workers
-    p._mode, p._home, p._xh, p._rh, p._xup = "down", 16, 6000.0, 16 / 6000, 6000.0
-    p._new_segment, p._expected = True, 12
-    d = p(o(0.2, 12, 6000, 12 / 6000))
-    assert d.target == 9 and "descend 12->9" in d.reason, d
+    p._mode, p._home, p._xh, p._rh, p._xup = "down", 32, 6000.0, 32 / 6000, 6000.0
+    p._new_segment, p._expected = True, 25
+    d = p(o(0.2, 25, 6000, 25 / 6000))
+    assert d.target == 14 and "descend 25->14" in d.reason, d
 
 
 def test_the_descent_floor_needs_a_latency_from_a_much_smaller_pool() -> None:
@@ -560,15 +572,15 @@ def test_the_descent_floor_needs_a_latency_from_a_much_smaller_pool() -> None:
 
 
 @pytest.mark.parametrize(("r0", "n1", "x1", "probe"), [
-    (0.00114, 23, 5720, 9),     # 1 ms storage: 5,720/s x 1.14 ms x 1.25 = 8.2 -> 9
-    (0.0204, 409, 4384, 112),   # 20 ms: 4,384/s x 20.4 ms x 1.25 = 111.8 -> 112
+    (0.00114, 23, 5720, 14),    # 1 ms storage: 2 x 5,720/s x 1.14 ms = 13.04 -> 14
+    (0.0204, 409, 4384, 179),   # 20 ms: 2 x 4,384/s x 20.4 ms = 178.9 -> 179
 ])
 def test_a_cpu_bound_jump_probes_straight_down_to_the_bandwidth_delay_product(
         r0: float, n1: int, x1: float, probe: int) -> None:
     # Measured live: 2 workers (latency r0, the uncontended one; 0.1 ms of CPU per task),
     # a Little's-law jump to n1, where 1.3 cores are busy with a thread per core: the
     # GIL is saturated. Instead of probing n1 / 1.25 and descending by halves (1 s of a
-    # 2 s scan at 20 ms), the probe goes straight to X x R_min x 1.25.
+    # 2 s scan at 20 ms), the probe goes straight to 2 x X x R_min (BDP_GAIN).
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
 
     def o(t: float, n: int, x: float, r: float, u: float) -> Observation:
@@ -576,8 +588,9 @@ def test_a_cpu_bound_jump_probes_straight_down_to_the_bandwidth_delay_product(
 
     assert p(o(0.1, 2, 2 / r0, r0, 0.2)).target == n1
     d = p(o(0.2, n1, x1, n1 / x1, 1.3))
-    assert d.target == probe and "to the bandwidth-delay product" in d.reason, d
+    assert d.target == probe and "to the bandwidth-delay floor" in d.reason, d
     assert f"probe down {n1}->{probe}" in d.reason
     # the probe holds throughput: home there (the descent floor is the same product)
     d = p(o(0.3, probe, x1 * 1.1, probe / (x1 * 1.1), 1.1))
     assert d.target == probe and "minimum" in d.reason, d
+

@@ -594,6 +594,22 @@ def test_latency_bound_files_go_one_per_task_and_fill_the_window(tmp_path):
     assert ex.batch_sizes[-60:] == [1] * 60
 
 
+def test_batches_keep_their_size_unless_the_cost_moves_over_3x(tmp_path):
+    # 2 threads taking turns on the GIL double a batch's run time: the batch size must
+    # not follow (a policy compares tasks/s across pool sizes), a 20x change must.
+    s = Scanner(tmp_path)
+    files = [FileResult("f", 0, None, (), "ok", None, b"f")] * 10
+    s._learn(files, 0.001)  # 100 us per file
+    assert s._batch_cost == pytest.approx(1e-4)
+    for _ in range(30):
+        s._learn(files, 0.002)
+    assert s._sec_per_unit == pytest.approx(2e-4, rel=0.01)
+    assert s._batch_cost == pytest.approx(1e-4)
+    for _ in range(30):
+        s._learn(files, 0.02)
+    assert s._sec_per_unit / 3 <= s._batch_cost and s._batch_cost > 3e-4
+
+
 def test_default_batch_seconds_depend_on_the_executor(tmp_path):
     with ThreadPoolExecutor(1) as threads:
         assert Scanner(tmp_path, threads).batch_seconds == 0.0015

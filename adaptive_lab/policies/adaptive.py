@@ -16,7 +16,9 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
   warm local hashing (best size about the core count) this keeps the start size
   instead of a climb whose measurement alone costs a short scan 10-30 %; elsewhere it
   keeps a jump from overshooting the knee (``R / c``, Goetz's ``cores x (1 + W/C)``).
-  Pure-Python work cannot use more than one core (the GIL): ``cpu_limit=1`` says so;
+  Pure-Python work cannot use more than one core (the GIL): ``cpu_limit=1`` says so.
+  With the CPU full and more threads than cores it probes below at once, straight
+  down to the bandwidth-delay floor when that is known (see descent);
 * **climb**: multiply the size by ``growth`` while throughput keeps scaling, i.e. its
   elasticity ``(X1/X0 - 1) / (n1/n0 - 1)`` stays >= ``min_gain`` (TCP slow start;
   BBR's "full pipe" test). When it stops, settle on the better of the last two sizes
@@ -29,9 +31,10 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
   A better upper probe resumes the climb; a lower probe within ``shrink_tolerance``
   of the best nearby throughput starts a **descent** (divide by ``growth`` while
   throughput holds), so surplus threads are shed (bias to fewer threads, as .NET's
-  hill climbing), but never below ``X * R_min``, the workers needed to carry the
+  hill climbing), but never below ``2 x X x R_min``: ``X * R_min`` workers carry the
   throughput at the lowest latency measured at under half the size (BBR's
-  bandwidth-delay product; only for tasks that mostly wait);
+  bandwidth-delay product; only for tasks that mostly wait), and BBR keeps twice that
+  in flight (``BDP_GAIN``);
 * **regime change**: a home measurement whose throughput falls by more than
   ``change`` while latency rises (e.g. 1 ms -> 20 ms I/O), seen twice (once if latency
   tripled), triggers a new jump if latency tripled (else a probe down: a GIL queue
@@ -137,6 +140,12 @@ CPU_CAP_MIN_BUSY = 0.25
 #: 10-40 % to 2 on warm hashing (1.3-1.5 cores busy) and on pure Python (1.1), and 38
 #: lost to 27 on 1 ms storage (1.3). Applies when ``cpu_limit`` is automatic (0).
 GIL_BUSY = 0.95
+
+#: Workers kept per bandwidth-delay product ``X * R_min`` (BBR's ``cwnd_gain``, 2): at
+#: exactly the product any latency jitter costs throughput. Measured here, the best
+#: fixed sizes were 1.3-2.5x it (1 ms storage 8-16 for 6.5, 5 ms 64 for 29, 20 ms
+#: 128-256 for 104), and 1.25x it lost 5-15 % on 1 and 5 ms.
+BDP_GAIN = 2.0
 
 
 def _little_elasticity(n0: int, x0: float, r0: float, n1: int, x1: float, r1: float
@@ -328,20 +337,18 @@ class ThroughputSeekingPolicy(Policy):
         return p.x * r
 
     def _bdp_floor(self, p: _Point) -> int:
-        """The fewest workers a descent may reach: ``probe_step x X x R_min``, the
-        bandwidth-delay product with the probes' headroom (BBR keeps twice it in
-        flight: at exactly ``X R_min`` any latency jitter costs throughput; measured on
-        1 ms storage, 7 threads made 15 % less than 9). 1 when unknown."""
+        """The fewest workers a descent may reach, ``BDP_GAIN x X x R_min``, and where
+        a probe below a CPU-bound size goes straight to; 0 when unknown."""
         b = self._bdp(p)
-        return math.ceil(b * self.probe_step - 1e-9) if b > 0 else 1
+        return math.ceil(b * BDP_GAIN - 1e-9) if b > 0 else 0
 
     def _settle_then_probe(self, obs: Observation, home: _Point, xup: float, why: str
                            ) -> Decision:
         """Settle at ``home.n``. With more threads than cores, keep ``home``'s
-        measurement as the home reference and probe below at once, with ``xup`` (the
-        larger size's throughput) as the up probe, so a loss means "stay", never
-        "climb". At one thread per core or fewer, just stay (1 thread lost 20 % to 2
-        on cold files)."""
+        measurement as the home reference and probe below at once (straight down to
+        the bandwidth-delay floor when known), with ``xup`` (the larger size's
+        throughput) as the up probe, so a loss means "stay", never "climb". At one
+        thread per core or fewer, just stay (1 thread lost 20 % to 2 on cold files)."""
         if not home.n > obs.cores:
             return self._settle(obs, home.n, why)
         self._settle(obs, home.n, why)
@@ -389,7 +396,7 @@ class ThroughputSeekingPolicy(Policy):
                 u = obs.process_cpu_percent * obs.cores / 100.0
                 floor = self._bdp_floor(_Point(n, x, r, u))
                 need = obs.clamp(max(prev.n, min(math.ceil(busy * self.headroom),
-                                                 floor if floor > 1 else n)))
+                                                 floor or n)))
                 return self._settle(obs, need, f"overshoot: {busy:.1f} of {n} busy with "
                                                f"the queue empty (x{self.headroom:g}, "
                                                f"bandwidth-delay {floor})")
@@ -560,7 +567,7 @@ class ThroughputSeekingPolicy(Policy):
         self._xup = xup
         down = self._down(self._home, self.probe_step, obs)
         if 1 <= to < down:
-            down, why = obs.clamp(to), f"{why}to the bandwidth-delay product: "
+            down, why = obs.clamp(to), f"{why}to the bandwidth-delay floor: "
         if down < self._home:
             self._mode = "down"
             return self._go(obs, down, f"{why}probe down {self._home}->{down} "
