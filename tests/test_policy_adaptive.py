@@ -594,3 +594,15 @@ def test_a_cpu_bound_jump_probes_straight_down_to_the_bandwidth_delay_product(
     d = p(o(0.3, probe, x1 * 1.1, probe / (x1 * 1.1), 1.1))
     assert d.target == probe and "minimum" in d.reason, d
 
+
+
+def test_a_descent_stops_at_one_thread_per_core() -> None:
+    # Cold files on 2 cores: home 4, the probe down to 3 held, so the descent would
+    # halve 3 -> 1; 1 thread lost 25 % to 2 there (the disk wants two requests in
+    # flight): it stops at the core count. Without a core count it halves.
+    for cores, target in ((2, 2), (math.nan, 1)):
+        p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+        p._mode, p._home, p._xh, p._rh, p._xup = "down", 4, 4000.0, 4 / 4000, 4000.0
+        p._new_segment, p._expected = True, 3
+        d = p(ob(0.2, 3, 5000, 3 / 5000, lo=1).replace(cores=cores))
+        assert d.target == target and f"descend 3->{target}" in d.reason, d

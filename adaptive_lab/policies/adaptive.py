@@ -342,6 +342,15 @@ class ThroughputSeekingPolicy(Policy):
         b = self._bdp(p)
         return math.ceil(b * BDP_GAIN - 1e-9) if b > 0 else 0
 
+    def _descent_step(self, obs: Observation, p: _Point) -> int:
+        """The next size of a descent from ``p``: ``p.n / growth``, but not below the
+        bandwidth-delay floor, nor below one thread per core when above it (halving 3
+        threads to 1 on cold files lost 25 %; the periodic probes may still try fewer).
+        """
+        cores = int(obs.cores) if p.n > obs.cores >= 1 else 0  # unknown (NaN): no floor
+        return max(self._down(p.n, self.growth, obs), obs.clamp(self._bdp_floor(p)),
+                   obs.clamp(cores) if cores else 0)
+
     def _settle_then_probe(self, obs: Observation, home: _Point, xup: float, why: str
                            ) -> Decision:
         """Settle at ``home.n``. With more threads than cores, keep ``home``'s
@@ -607,7 +616,7 @@ class ThroughputSeekingPolicy(Policy):
             self._xref, self._home, self._mode = max(ref, p.x), p.n, "descend"
             self._rprev, self._xprev = p.r, p.x
             self._period = self.probe_min
-            nxt = max(self._down(p.n, self.growth, obs), obs.clamp(self._bdp_floor(p)))
+            nxt = self._descent_step(obs, p)
             if nxt >= p.n:
                 return self._settle(obs, p.n, f"probe down held throughput; at the minimum "
                                               f"({p.x:.0f}/s x {self._rmin * 1e3:.2f} ms)")
@@ -637,7 +646,7 @@ class ThroughputSeekingPolicy(Policy):
         if p.x >= floor and not eta > self.shrink_elasticity:
             self._home, self._rprev, self._xprev = p.n, p.r, p.x
             self._xref = max(self._xref, p.x)  # later steps must keep the best seen
-            nxt = max(self._down(p.n, self.growth, obs), obs.clamp(self._bdp_floor(p)))
+            nxt = self._descent_step(obs, p)
             if nxt < p.n:
                 return self._go(obs, nxt, f"descend {p.n}->{nxt}: {p.x:.0f}/s >= "
                                           f"{floor:.0f}/s")
