@@ -568,16 +568,9 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
                 self._starting += 1
             state, t = self._new_thread()
         try:
-            t.start()
-            _threads_queues[t] = self._work_queue
-        except RuntimeError:  # "can't start new thread": undo, owe nothing more
-            _base.LOGGER.warning("AdaptiveThreadPoolExecutor: cannot start a thread",
-                                 exc_info=True)
-            with self._state_lock:
-                self._alive -= 1
-                self._forget(state)
-            self._spawn_credit = 0
-            return False
+            if not self._launch(state, t):
+                self._spawn_credit = 0  # "can't start new thread": owe nothing more
+                return False
         finally:
             with self._started_cv:
                 self._starting -= 1
@@ -585,11 +578,30 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         return True
 
     def _start_thread(self) -> None:
+        """Start one worker for a submit that found none idle (CPython's path). If the
+        system refuses a thread, the item stays queued for the live workers; with none,
+        the error propagates from ``submit``, as from ``ThreadPoolExecutor``'s."""
         if _shutdown:
             return
-        _state, t = self._new_thread()
-        t.start()
+        state, t = self._new_thread()
+        self._launch(state, t, reraise=lambda: self._alive == 0)
+
+    def _launch(self, state: _WorkerState, t: threading.Thread,
+                reraise: Callable[[], bool] = lambda: False) -> bool:
+        """``t.start()``; on failure undo ``_new_thread``'s registration and log it
+        (or raise, if ``reraise()`` says so); True if the thread started."""
+        try:
+            t.start()
+        except RuntimeError:
+            with self._state_lock:
+                self._forget(state)  # (also takes it off the live count)
+            if reraise():
+                raise
+            _base.LOGGER.warning("AdaptiveThreadPoolExecutor: cannot start a thread",
+                                 exc_info=True)
+            return False
         _threads_queues[t] = self._work_queue
+        return True
 
     def _new_thread(self) -> tuple[_WorkerState, threading.Thread]:
         """Create and register a worker thread (not started)."""

@@ -547,3 +547,39 @@ def test_shutdown_during_a_tree_growth_joins_every_started_thread(wait):
         # (cf.wait would not count futures that cancel_futures cancelled, as in CPython)
         assert wait_until(lambda fs=fs: all(f.done() for f in fs), timeout=10)
         assert wait_until(lambda: pool_threads("treeshut") == [], timeout=5)
+
+
+@pytest.mark.parametrize("refused", [1, 2, 3])  # the first (submit's), or in the tree
+def test_a_refused_thread_start_loses_no_task_and_keeps_the_counts(monkeypatch, refused):
+    # The system may refuse a thread ("can't start new thread"): the pool logs it, its
+    # live count stays true, and the queued tasks run on the threads it has.
+    real_start = threading.Thread.start
+    calls = [0]
+
+    def flaky_start(self: threading.Thread) -> None:
+        if self.name.startswith("flaky"):
+            calls[0] += 1
+            if calls[0] == refused:
+                raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", flaky_start)
+    pool = AdaptiveThreadPoolExecutor(max_workers=4, thread_name_prefix="flaky")
+    try:
+        if refused == 1:  # no worker at all: submit raises, as ThreadPoolExecutor's
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                pool.submit(time.sleep, 0)
+        else:
+            pool.submit(time.sleep, 0).result(timeout=10)
+            pool.resize(4)
+        futs = [pool.submit(time.sleep, 0.01) for _ in range(40)]
+        assert all(f.result(timeout=10) is None for f in futs)
+        live = [t for t in threading.enumerate() if t.name.startswith("flaky")]
+        st = pool.stats()
+        assert st.alive == len(live) >= 1
+        deadline = time.monotonic() + 5  # the first item (queued either way) runs too
+        while pool.stats().completed < len(futs) + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.stats().completed == len(futs) + 1 and pool.stats().queued == 0
+    finally:
+        pool.shutdown(wait=True)
