@@ -75,10 +75,27 @@ def test_scan_table_results_file_and_trace(corpus, tmp_path, capsys):
     (["--workers", "2", "--set", "scale_up_queue=3"], "--set"),
     (["--signatures", "/nonexistent/sigs.txt"], "signatures"),
     (["--policy", "nope"], "policy"),
+    (["--processes", "-1"], "--processes"),
+    (["--processes", "2", "--workers", "2"], "--workers"),
+    (["--processes", "2", "--policy", "threshold"], "--policy"),
 ])
 def test_scan_bad_input_exits_2_naming_it(corpus, capsys, argv, message):
     assert main(["scan", str(corpus), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_scan_on_worker_processes(corpus, capsys):
+    assert main(["scan", str(corpus), "--json", "--processes", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["executor"] == "ProcessPoolExecutor" and out["errors"] == 0
+    assert out["files"] == out["files_seen"] > 0
+    assert out["pool"] == {"policy": None, "executor": "processes", "scale_events": 0,
+                           "final_size": 2, "min_workers": 2, "max_workers": 2}
+
+
+def test_scan_defaults_to_the_adaptive_policy(corpus, capsys):
+    assert main(["scan", str(corpus), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pool"]["policy"]["name"] == "adaptive"
 
 
 def test_scan_missing_root_exits_2(tmp_path, capsys):
