@@ -452,14 +452,14 @@ def _scan_file(item: Entry, options: ScanOptions, flags: int,
             first = os.fstat(fd)
             if not stat.S_ISREG(first.st_mode):
                 return skipped(path, _CHANGED_TYPE, walk_size)
+        if profile is not None:
+            profile.inspect(bytes(view[:n]), path)  # the first chunk (empty files too)
         while n:
             chunk = view[:n]
             if h is not None:
                 h.update(chunk)
             if matcher is not None:
                 matcher.feed(chunk)
-            if profile is not None and total == n:  # the first chunk
-                profile.inspect(bytes(chunk), path)
             if first is None or total > first.st_size:
                 break
             n = os.readv(fd, (buf,))

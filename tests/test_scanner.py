@@ -15,6 +15,7 @@ import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -420,6 +421,27 @@ class RewritingProfile(Profile):
                 fh.write(b"\0" * size)
             st = os.stat(path)
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+@dataclass(frozen=True)
+class RecordingProfile(Profile):
+    """Test double: records the first-chunk length ``inspect`` sees per file."""
+
+    seen: ClassVar[list[str]] = []
+
+    def inspect(self, data: bytes, path: bytes) -> None:
+        self.seen.append(f"{os.path.basename(path).decode()} {len(data)}")
+
+
+def test_the_profile_inspects_every_files_first_chunk_once(tmp_path):
+    root = tmp_path / "tree"
+    write(root / "empty", b"")
+    write(root / "small", b"s" * 100)
+    write(root / "large", b"L" * 300_000)
+    RecordingProfile.seen.clear()
+    _, summary = collect(root, profile=RecordingProfile("rec"))
+    assert summary.files == 3
+    assert sorted(RecordingProfile.seen) == ["empty 0", "large 65536", "small 100"]
 
 
 def test_same_size_rewrite_of_a_chunked_file_is_reported(tmp_path):
