@@ -210,6 +210,7 @@ class Controller:
             "failed": st.failed, "cpu_percent": sysm.cpu_percent,
             "memory_percent": sysm.memory_percent,
             "process_cpu_percent": sysm.process_cpu_percent,
+            "process_user_cpu_percent": sysm.process_user_cpu_percent,
             "available_mb": sysm.available_mb, "rss_mb": sysm.rss_mb,
             "throughput": n / dt if dt > 0 else NAN,
             "latency_mean": mean, "latency_p50": p50, "latency_p95": p95,
@@ -228,7 +229,7 @@ class Controller:
             alive=st.alive, completed=st.completed, submitted=st.submitted, failed=st.failed,
             throughput=n / dt if dt > 0 else NAN, latency_mean=mean, latency_p50=p50,
             latency_p95=p95, dt=dt, min_workers=self.min_workers, max_workers=self.max_workers,
-            cores=sysm.cores,
+            cores=sysm.cores, process_user_cpu_percent=sysm.process_user_cpu_percent,
         )
 
     def _decide(self, t: float, st: Any, sysm: SystemSample, fin: int,

@@ -49,7 +49,9 @@ class SystemSample:
     """One reading of the machine: percentages 0-100, memory in MiB (NaN if unknown).
 
     ``cores`` is the number of CPUs ``process_cpu_percent`` is relative to, so a policy
-    can turn it into cores busy (NaN if unknown).
+    can turn it into cores busy (NaN if unknown). ``process_user_cpu_percent`` is the
+    user-mode part of it: Python code (and C code it calls) rather than the kernel's
+    I/O work, which tells a GIL-bound process from a disk-bound one at the same CPU %.
     """
 
     cpu_percent: float = NAN
@@ -58,12 +60,23 @@ class SystemSample:
     process_cpu_percent: float = NAN
     rss_mb: float = NAN
     cores: float = NAN
+    process_user_cpu_percent: float = NAN
 
 
 class MetricsSource(Protocol):
     """Anything with ``read() -> SystemSample``."""
 
     def read(self) -> SystemSample: ...
+
+
+def _user_seconds() -> float:
+    """This process's user-mode CPU seconds: ``getrusage`` (microseconds) where it
+    exists, else ``os.times()`` (10 ms ticks)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return os.times().user
+    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
 
 
 class PsutilMetrics:
@@ -81,6 +94,7 @@ class PsutilMetrics:
         psutil.cpu_percent(None)  # prime: the first call has no reference point
         self._last_wall = time.monotonic()
         self._last_cpu = self._cpu_seconds()
+        self._last_user = _user_seconds()
 
     @staticmethod
     def _cpu_seconds() -> float:
@@ -89,10 +103,12 @@ class PsutilMetrics:
         return time.process_time()
 
     def read(self) -> SystemSample:
-        now, cpu_s = time.monotonic(), self._cpu_seconds()
+        now, cpu_s, user_s = time.monotonic(), self._cpu_seconds(), _user_seconds()
         wall = now - self._last_wall
-        proc = 100.0 * (cpu_s - self._last_cpu) / (wall * self._cores) if wall > 0 else NAN
-        self._last_wall, self._last_cpu = now, cpu_s
+        scale = 100.0 / (wall * self._cores) if wall > 0 else NAN
+        proc = (cpu_s - self._last_cpu) * scale
+        user = (user_s - self._last_user) * scale
+        self._last_wall, self._last_cpu, self._last_user = now, cpu_s, user_s
         vm = self._psutil.virtual_memory()
         return SystemSample(
             cpu_percent=float(self._psutil.cpu_percent(None)),
@@ -101,6 +117,8 @@ class PsutilMetrics:
             process_cpu_percent=min(100.0, max(0.0, proc)) if math.isfinite(proc) else NAN,
             rss_mb=self._proc.memory_info().rss / 2**20,
             cores=float(self._cores),
+            process_user_cpu_percent=min(100.0, max(0.0, user)) if math.isfinite(user)
+            else NAN,
         )
 
 

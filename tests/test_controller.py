@@ -204,11 +204,25 @@ def test_psutil_metrics_are_real_and_non_blocking():
     assert time.perf_counter() - t0 < 0.05  # never the seed's blocking 100 ms
     assert 0 <= s.memory_percent <= 100 and s.available_mb > 0 and s.rss_mb > 1
     busy_until = time.process_time() + 0.05
-    while time.process_time() < busy_until:
-        pass
+    while time.process_time() < busy_until:  # (process_time is a system call: batch)
+        sum(range(20_000))
     s2 = m.read()
     assert 0 <= s2.cpu_percent <= 100
     assert s2.process_cpu_percent > 0
+    # a pure-Python spin is user-mode CPU; reading /dev/zero in 4 MiB reads is the
+    # kernel's (it clears the pages)
+    assert s2.process_user_cpu_percent > 0.5 * s2.process_cpu_percent
+    import os
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    try:
+        m.read()
+        busy_until = time.process_time() + 0.1
+        while time.process_time() < busy_until:
+            os.read(fd, 1 << 22)
+        s3 = m.read()
+    finally:
+        os.close(fd)
+    assert s3.process_user_cpu_percent < 0.5 * s3.process_cpu_percent, s3
 
 
 def test_live_pool_scales_under_threshold_policy_and_records(tmp_path):

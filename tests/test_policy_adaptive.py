@@ -606,3 +606,23 @@ def test_a_descent_stops_at_one_thread_per_core() -> None:
         p._new_segment, p._expected = True, 3
         d = p(ob(0.2, 3, 5000, 3 / 5000, lo=1).replace(cores=cores))
         assert d.target == target and f"descend 3->{target}" in d.reason, d
+
+
+@pytest.mark.parametrize(("u", "user", "target", "words"), [
+    (1.08, 0.96, 1, "probe down 2->1"),  # pure Python: the threads take turns on the GIL
+    (1.05, 0.54, 2, "settle at 2"),      # cold reads: half of the CPU is the kernel's
+    (1.56, 1.06, 2, "settle at 2"),      # warm hashing: the GIL released, 2 cores used
+    (1.08, math.nan, 2, "settle at 2"),  # no user-mode reading (a simulation): stay
+])
+def test_a_thread_per_core_taking_turns_on_the_gil_probes_one_fewer(
+        u: float, user: float, target: int, words: str) -> None:
+    # Measured at 2 threads on 2 cores (cores busy, of which in user mode).
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    obs = ob(0.1, 2, 1300, 2 / 1300, lo=1).replace(
+        process_cpu_percent=100 * u / 2, process_user_cpu_percent=100 * user / 2, cores=2)
+    d = p(obs)
+    assert d.target == target and words in d.reason, d
+    if target == 1:  # one thread does 6 % more: stay there
+        d = p(ob(0.2, 1, 1380, 1 / 1380, lo=1).replace(
+            process_cpu_percent=50, process_user_cpu_percent=48, cores=2))
+        assert d.target == 1 and "minimum" in d.reason, d

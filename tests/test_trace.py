@@ -15,7 +15,8 @@ from adaptive_lab.trace import SAMPLE_FIELDS, SCHEMA
 def sample(t, **kw):
     base = {"t": t, "workers": 4, "alive": 4, "busy": 2, "queued": 3, "submitted": 10,
             "completed": 5, "failed": 0, "cpu_percent": 30.0, "memory_percent": 40.0,
-            "process_cpu_percent": 20.0, "available_mb": 1000.0, "rss_mb": 50.0,
+            "process_cpu_percent": 20.0, "process_user_cpu_percent": 15.0,
+            "available_mb": 1000.0, "rss_mb": 50.0,
             "throughput": 12.5, "latency_mean": 0.01, "latency_p50": 0.009,
             "latency_p95": 0.02}
     base.update(kw)
@@ -121,3 +122,14 @@ def test_never_pickles(tmp_path):
     make_trace(p)
     for line in p.read_text().splitlines():
         json.loads(line)  # every line is plain JSON
+
+
+def test_a_trace_without_the_user_cpu_field_loads_with_nan(tmp_path):
+    # Traces recorded before process_user_cpu_percent existed stay valid.
+    p = tmp_path / "old.jsonl"
+    rec = Recorder(p)
+    old = sample(0.0)
+    del old["process_user_cpu_percent"]
+    rec.sample(old)
+    rec.close()
+    assert math.isnan(Trace.load(p).samples[0]["process_user_cpu_percent"])

@@ -24,6 +24,8 @@ class _Segment:
     lat_tasks: float = 0.0
     cpu_s: float = 0.0  # CPU-seconds the process used over cpu_dur
     cpu_dur: float = 0.0
+    usr_s: float = 0.0  # ... of which in user mode, over usr_dur
+    usr_dur: float = 0.0
     rates: list[tuple[float, float]] = field(default_factory=list)
 
     def add(self, obs: Observation) -> None:
@@ -38,6 +40,10 @@ class _Segment:
         if math.isfinite(used) and used >= 0:
             self.cpu_s += used * obs.dt
             self.cpu_dur += obs.dt
+        user = obs.process_user_cpu_percent * obs.cores / 100.0
+        if math.isfinite(user) and user >= 0:
+            self.usr_s += user * obs.dt
+            self.usr_dur += obs.dt
 
     @property
     def rate(self) -> float:
@@ -65,7 +71,8 @@ class _Segment:
         return self.cpu_s / self.cpu_dur if self.cpu_dur > 0 else math.nan
 
     def point(self) -> _Point:
-        return _Point(self.n, self.rate, self.latency, self.cores_busy)
+        user = self.usr_s / self.usr_dur if self.usr_dur > 0 else math.nan
+        return _Point(self.n, self.rate, self.latency, self.cores_busy, user)
 
 
 #: Little's law reads the knee from latency only if the workers spend most of their time
@@ -85,6 +92,15 @@ CPU_CAP_MIN_BUSY = 0.25
 #: 10-40 % to 2 on warm hashing (1.3-1.5 cores busy) and on pure Python (1.1), and 38
 #: lost to 27 on 1 ms storage (1.3). Applies when ``cpu_limit`` is automatic (0).
 GIL_BUSY = 0.95
+
+#: At a thread per core with the GIL saturated, under this many cores busy and at least
+#: ``GIL_SERIAL_USER`` of them in user mode, the threads only take turns running Python
+#: (pure Python: 1.08 cores busy with 2 threads, 0.96 in user mode; 1 thread made 6-9 %
+#: more). Warm hashing keeps 1.5 cores busy (the GIL is released while hashing); cold
+#: reads 1.05, but half of it is the kernel's I/O work (0.54 user), and there 1 thread
+#: lost 25 % to 2. Then the policy probes one thread fewer.
+GIL_SERIAL_BUSY = 1.25
+GIL_SERIAL_USER = 0.8
 
 #: Workers kept per bandwidth-delay product ``X * R_min`` (BBR's ``cwnd_gain``, 2): at
 #: exactly the product any latency jitter costs throughput. Measured here, the best
@@ -126,3 +142,4 @@ class _Point:
     x: float  # throughput, tasks/s
     r: float  # mean task latency, s (NaN if unknown)
     u: float = math.nan  # cores the process kept busy (NaN if unknown)
+    uu: float = math.nan  # ... in user mode: Python code, not kernel I/O work

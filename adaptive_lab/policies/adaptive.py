@@ -18,7 +18,10 @@ GIL-bound process; throughput and task latency can (Little's law: busy = X * R).
   keeps a jump from overshooting the knee (``R / c``, Goetz's ``cores x (1 + W/C)``).
   Pure-Python work cannot use more than one core (the GIL): ``cpu_limit=1`` says so.
   With the CPU full and more threads than cores it probes below at once, straight
-  down to the bandwidth-delay floor when that is known (see descent);
+  down to the bandwidth-delay floor when that is known (see descent); so it does with
+  a thread per core that only take turns running Python (about one core busy, mostly
+  in user mode: pure Python, where 1 thread beats 2; not cold reads, whose CPU is the
+  kernel's);
 * **climb**: multiply the size by ``growth`` while throughput keeps scaling, i.e. its
   elasticity ``(X1/X0 - 1) / (n1/n0 - 1)`` stays >= ``min_gain`` (TCP slow start;
   BBR's "full pipe" test). When it stops, settle on the better of the last two sizes
@@ -68,6 +71,8 @@ from ._throughput import (
     BDP_GAIN,
     CPU_CAP_MIN_BUSY,
     GIL_BUSY,
+    GIL_SERIAL_BUSY,
+    GIL_SERIAL_USER,
     LITTLE_MIN_UTIL,
     _busy_in_tasks,
     _combined,
@@ -248,12 +253,16 @@ class ThroughputSeekingPolicy(Policy):
 
     def _settle_then_probe(self, obs: Observation, home: _Point, xup: float, why: str
                            ) -> Decision:
-        """Settle at ``home.n``. With more threads than cores, keep ``home``'s
+        """Settle at ``home.n``. With more threads than cores (or threads that only
+        take turns running Python, see ``GIL_SERIAL_BUSY``), keep ``home``'s
         measurement as the home reference and probe below at once (straight down to
         the bandwidth-delay floor when known), with ``xup`` (the larger size's
-        throughput) as the up probe, so a loss means "stay", never "climb". At one
-        thread per core or fewer, just stay (1 thread lost 20 % to 2 on cold files)."""
-        if not home.n > obs.cores:
+        throughput) as the up probe, so a loss means "stay", never "climb". Otherwise,
+        at one thread per core or fewer, just stay (1 thread lost 25 % to 2 on cold
+        files)."""
+        serial = (self.cpu_limit <= 0 and home.n >= 2 and home.u < GIL_SERIAL_BUSY
+                  and home.uu >= GIL_SERIAL_USER)  # NaN (unknown) fails
+        if not (home.n > obs.cores or serial):
             return self._settle(obs, home.n, why)
         self._settle(obs, home.n, why)
         self._xh, self._rh = home.x, home.r

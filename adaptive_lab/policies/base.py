@@ -45,6 +45,9 @@ class Observation:
     cores
         How many cores ``process_cpu_percent`` is relative to (NaN when unknown), so
         ``process_cpu_percent * cores / 100`` is the number of cores the process kept busy.
+    process_user_cpu_percent
+        The user-mode part of ``process_cpu_percent`` (NaN when unknown): Python code,
+        not the kernel's I/O work.
     available_mb
         Available system memory in MiB.
     alive
@@ -81,6 +84,7 @@ class Observation:
     min_workers: int = 1
     max_workers: int = sys.maxsize
     cores: float = NAN
+    process_user_cpu_percent: float = NAN
 
     def __post_init__(self) -> None:
         if self.alive < 0:
