@@ -626,3 +626,15 @@ def test_a_thread_per_core_taking_turns_on_the_gil_probes_one_fewer(
         d = p(ob(0.2, 1, 1380, 1 / 1380, lo=1).replace(
             process_cpu_percent=50, process_user_cpu_percent=48, cores=2))
         assert d.target == 1 and "minimum" in d.reason, d
+
+
+def test_a_descent_needs_a_probe_step_of_room() -> None:
+    # Measured on 5 ms storage: the probe down from 105 to 59 held 5,488/s; the
+    # bandwidth-delay floor (2 x 5,488/s x 5.2 ms = 57.1 -> 58) leaves one worker of
+    # room. A move that small costs a settling window and says nothing: stay at 59.
+    p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
+    p(ob(0.1, 2, 2 / 0.0052, 0.0052))  # the start measurement: R_min 5.2 ms at 2
+    p._mode, p._home, p._xh, p._rh, p._xup = "down", 105, 5599.0, 105 / 5599, 5599.0
+    p._new_segment, p._expected = True, 59
+    d = p(ob(0.2, 59, 5488, 59 / 5488))
+    assert d.target == 59 and "at the minimum" in d.reason, d

@@ -521,7 +521,7 @@ class ThroughputSeekingPolicy(Policy):
             self._rprev, self._xprev = p.r, p.x
             self._period = self.probe_min
             nxt = self._descent_step(obs, p)
-            if nxt >= p.n:
+            if nxt * self.probe_step > p.n:  # less than a probe step of room: stay
                 return self._settle(obs, p.n, f"probe down held throughput; at the minimum "
                                               f"({p.x:.0f}/s x {self._rmin * 1e3:.2f} ms)")
             return self._go(obs, nxt, f"probe down held {p.x:.0f}/s >= {floor:.0f}/s; "
@@ -551,7 +551,7 @@ class ThroughputSeekingPolicy(Policy):
             self._home, self._rprev, self._xprev = p.n, p.r, p.x
             self._xref = max(self._xref, p.x)  # later steps must keep the best seen
             nxt = self._descent_step(obs, p)
-            if nxt < p.n:
+            if nxt * self.probe_step <= p.n:  # (less room than a probe step: stay)
                 return self._go(obs, nxt, f"descend {p.n}->{nxt}: {p.x:.0f}/s >= "
                                           f"{floor:.0f}/s")
             return self._settle(obs, p.n, f"descended to the minimum ({p.x:.0f}/s x "
