@@ -126,3 +126,28 @@ def test_console_script_interrupt_prints_partial_summary(corpus, tmp_path):
     assert summary["cancelled"] and summary["files"] < 120
     assert summary["files_seen"] == summary["files"] + summary["not_scanned"]
     assert "Traceback" not in err
+
+
+def test_ctrl_c_on_worker_processes_stops_promptly(corpus):
+    """Ctrl-C on a terminal signals the whole process group, worker processes too:
+    exit 130 within seconds, a partial summary, no traceback, no process left."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adaptive_lab", "scan", str(corpus), "--json",
+         "--profile", "latency", "--latency-ms", "200", "--processes", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True)
+    time.sleep(3.0)  # interpreter and workers started, a few files done
+    os.killpg(proc.pid, signal.SIGINT)
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["cancelled"] and summary["executor"] == "ProcessPoolExecutor"
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # the group is gone: no worker left
+        os.killpg(proc.pid, 0)
