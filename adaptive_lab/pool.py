@@ -584,18 +584,18 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
         if _shutdown:
             return
         state, t = self._new_thread()
-        self._launch(state, t, reraise=lambda: self._alive == 0)
+        self._launch(state, t, raise_if_alone=True)
 
     def _launch(self, state: _WorkerState, t: threading.Thread,
-                reraise: Callable[[], bool] = lambda: False) -> bool:
-        """``t.start()``; on failure undo ``_new_thread``'s registration and log it
-        (or raise, if ``reraise()`` says so); True if the thread started."""
+                raise_if_alone: bool = False) -> bool:
+        """``t.start()``; on failure undo ``_new_thread``'s registration and log it (or
+        raise, with ``raise_if_alone`` and no other worker alive); True if it started."""
         try:
             t.start()
         except RuntimeError:
             with self._state_lock:
                 self._forget(state)  # (also takes it off the live count)
-            if reraise():
+            if raise_if_alone and self._alive == 0:
                 raise
             _base.LOGGER.warning("AdaptiveThreadPoolExecutor: cannot start a thread",
                                  exc_info=True)

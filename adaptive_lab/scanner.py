@@ -320,8 +320,7 @@ class Scanner:
                     continue
                 except Exception as exc:  # e.g. a worker process died: error records
                     reason = f"task failed: {type(exc).__name__}"
-                    results, elapsed, left = [failed(e[0], reason, max(e[1], 0))
-                                              for e in batch], 0, 0
+                    results, elapsed, left = [failed(e[0], reason, e[1]) for e in batch], 0, 0
                 summary.not_scanned += left
                 if elapsed:
                     self._learn(results, elapsed)

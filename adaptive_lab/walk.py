@@ -93,13 +93,13 @@ class Entry(NamedTuple):
 
 
 def skipped(path: bytes, reason: str, size: int = 0) -> FileResult:
-    """A ``skipped`` record."""
-    return FileResult(os.fsdecode(path), size, None, (), "skipped", reason, path)
+    """A ``skipped`` record (a size the walk did not measure, -1, is reported as 0)."""
+    return FileResult(os.fsdecode(path), max(size, 0), None, (), "skipped", reason, path)
 
 
 def failed(path: bytes, reason: str, size: int = 0) -> FileResult:
-    """An ``error`` record."""
-    return FileResult(os.fsdecode(path), size, None, (), "error", reason, path)
+    """An ``error`` record (a size the walk did not measure, -1, is reported as 0)."""
+    return FileResult(os.fsdecode(path), max(size, 0), None, (), "error", reason, path)
 
 
 _ERRNO_REASONS = {
@@ -435,7 +435,6 @@ def _scan_file(item: Entry, options: ScanOptions, flags: int,
     """Read one file: one ``open``, ``readv`` and ``fstat`` for a file smaller than
     the buffer (most files; each system call is a GIL hand-off between threads)."""
     path, walk_size, index = item
-    walk_size = walk_size if walk_size > 0 else 0
     profile = options.profile
     if profile is not None:
         profile.before_read(path, index, options.started)

@@ -127,7 +127,9 @@ class Progress:
 
 def _width(pool: Any) -> int:
     """Workers now: an adaptive pool's size, else the executor's fixed maximum."""
-    return int(getattr(pool, "size", None) or getattr(pool, "_max_workers", 0))
+    from ..scanner import _executor_width
+
+    return _executor_width(pool) or 0
 
 
 def _pool_report(pool: Any) -> dict[str, Any]:

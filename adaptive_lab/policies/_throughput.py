@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from .base import Observation
 
 
+def _as_cores(percent: float, obs: Observation) -> float:
+    """A process CPU % of ``obs`` (relative to all its cores) as cores kept busy."""
+    return percent * obs.cores / 100.0
+
+
 @dataclass
 class _Segment:
     """Completions accumulated at one size since the last measurement was used."""
@@ -36,11 +41,11 @@ class _Segment:
         if math.isfinite(obs.latency_mean) and done > 0:
             self.lat_sum += obs.latency_mean * done
             self.lat_tasks += done
-        used = obs.process_cpu_percent * obs.cores / 100.0
+        used = _as_cores(obs.process_cpu_percent, obs)
         if math.isfinite(used) and used >= 0:
             self.cpu_s += used * obs.dt
             self.cpu_dur += obs.dt
-        user = obs.process_user_cpu_percent * obs.cores / 100.0
+        user = _as_cores(obs.process_user_cpu_percent, obs)
         if math.isfinite(user) and user >= 0:
             self.usr_s += user * obs.dt
             self.usr_dur += obs.dt

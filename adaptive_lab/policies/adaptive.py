@@ -75,6 +75,7 @@ from ._throughput import (
     GIL_SERIAL_BUSY,
     GIL_SERIAL_USER,
     LITTLE_MIN_UTIL,
+    _as_cores,
     _busy_in_tasks,
     _combined,
     _little_elasticity,
@@ -263,9 +264,9 @@ class ThroughputSeekingPolicy(Policy):
         files)."""
         serial = (self.cpu_limit <= 0 and home.n >= 2 and home.u < GIL_SERIAL_BUSY
                   and home.uu >= GIL_SERIAL_USER)  # NaN (unknown) fails
+        settled = self._settle(obs, home.n, why)
         if not (home.n > obs.cores or serial):
-            return self._settle(obs, home.n, why)
-        self._settle(obs, home.n, why)
+            return settled
         self._xh, self._rh = home.x, home.r
         return self._probe_down(obs, xup, f"settle at {home.n}: {why}; ",
                                 to=self._bdp_floor(home))
@@ -307,8 +308,8 @@ class ThroughputSeekingPolicy(Policy):
                 # the pool (the scanner's walk, the GIL) carries only `busy` workers
                 # (or the bandwidth-delay product, if lower: the busy ones are slowed
                 # by the idle ones' share of the GIL)
-                u = obs.process_cpu_percent * obs.cores / 100.0
-                floor = self._bdp_floor(_Point(n, x, r, u))
+                floor = self._bdp_floor(_Point(n, x, r, _as_cores(obs.process_cpu_percent,
+                                                                    obs)))
                 need = obs.clamp(max(prev.n, min(math.ceil(busy * self.headroom),
                                                  floor or n)))
                 return self._settle(obs, need, f"overshoot: {busy:.1f} of {n} busy with "
