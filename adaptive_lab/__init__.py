@@ -4,18 +4,30 @@ A resizable executor, pure scaling policies, a control loop, recorded traces, re
 and simulation, a file scanner, benchmarks and notebooks.
 """
 
-from . import viz, widgets
-from .bench import BenchSettings, run_benchmark
-from .clock import FakeClock, SystemClock
-from .controller import Controller
-from .metrics import (
+from adaptive_lab._host import available_cores
+from adaptive_lab.bench.config import BenchSettings
+from adaptive_lab.bench.references import (
+    compare_scan_speed,
+    native_scan_command,
+    plain_loop_scan,
+    run_native_scan,
+)
+from adaptive_lab.bench.runner import run_benchmark
+from adaptive_lab.control.clock import FakeClock, SystemClock
+from adaptive_lab.control.controller import Controller
+from adaptive_lab.control.metrics import (
     PsutilMetrics,
     ScriptedMetrics,
     SystemSample,
     WorkerPoolMetrics,
-    available_cores,
 )
-from .policies import (
+from adaptive_lab.executors.thread import (
+    AdaptiveThreadPoolExecutor,
+    BrokenThreadPool,
+    PoolStats,
+    default_bounds,
+)
+from adaptive_lab.policies import (
     ANCHOR_POLICIES,
     SEED_DEFAULTS,
     AIMDPolicy,
@@ -38,10 +50,11 @@ from .policies import (
     policy_class,
     register_policy,
 )
-from .pool import AdaptiveThreadPoolExecutor, BrokenThreadPool, PoolStats, default_bounds
-from .record import record_scan
-from .scanner import FileResult, Scanner, ScanSummary, scan
-from .signatures import (
+from adaptive_lab.scanner.core import FileResult, Scanner, ScanSummary, scan
+from adaptive_lab.scanner.corpus import CorpusInfo, make_corpus
+from adaptive_lab.scanner.profiles import PROFILES, Profile, profile_by_name
+from adaptive_lab.scanner.record import record_scan
+from adaptive_lab.scanner.signatures import (
     Signature,
     SignatureSet,
     builtin_signatures,
@@ -49,7 +62,7 @@ from .signatures import (
     load_signatures,
     parse_signatures,
 )
-from .sim import (
+from adaptive_lab.sim import (
     Segment,
     SimulatedPool,
     SweepResult,
@@ -58,19 +71,9 @@ from .sim import (
     simulate,
     sweep,
 )
-from .trace import Recorder, Trace, TraceFormatError
-from .widgets import LiveMonitor, ReplayExplorer
-from .workloads import (
-    PROFILES,
-    CorpusInfo,
-    Profile,
-    compare_scan_speed,
-    make_corpus,
-    native_scan_command,
-    plain_loop_scan,
-    profile_by_name,
-    run_native_scan,
-)
+from adaptive_lab.trace.format import Trace, TraceFormatError
+from adaptive_lab.trace.recorder import Recorder
+from adaptive_lab.ui.widgets import LiveMonitor, ReplayExplorer
 
 __version__ = "0.1.0"
 
@@ -78,7 +81,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     """Lazy access to the Dask integration (an optional extra; importing it is slow)."""
     if name in ("PolicyAdaptive", "scan_on_dask"):
-        from . import dask as _dask
+        from adaptive_lab.integrations import dask as _dask
 
         return getattr(_dask, name)
     raise AttributeError(f"module 'adaptive_lab' has no attribute {name!r}")
@@ -152,6 +155,4 @@ __all__ = [
     "scan",
     "simulate",
     "sweep",
-    "viz",
-    "widgets",
 ]

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from adaptive_lab.policies import FixedPolicy, ThresholdPolicy
-from adaptive_lab.record import record_scan
-from adaptive_lab.workloads import Profile
+from adaptive_lab.scanner.profiles import Profile
+from adaptive_lab.scanner.record import record_scan
 
 #: name -> (phases, corpus files, size mix, policy)
 TRACES = {

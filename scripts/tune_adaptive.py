@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adaptive_lab.bench_stats import direction_changes
+from adaptive_lab.bench.stats import direction_changes
+from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
 from adaptive_lab.policies.adaptive import ThroughputSeekingPolicy
 from adaptive_lab.policies.base import Observation
-from adaptive_lab.pool import AdaptiveThreadPoolExecutor
 
 CORPUS = Path(os.environ.get("TUNE_CORPUS", "/tmp/adaptive_tune_corpus"))
 SMALL, LOCAL = 512, 1500

@@ -9,23 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptive_lab import bench
-from adaptive_lab.bench import (
+from adaptive_lab.bench import runner as bench
+from adaptive_lab.bench.config import (
     BENCH_PROFILES,
     BenchSettings,
     build_configs,
     resolve_policies,
     resolve_profiles,
 )
-from adaptive_lab.bench_report import format_table, seed_claim, write_html
-from adaptive_lab.bench_stats import (
+from adaptive_lab.bench.report import format_table, seed_claim, write_html
+from adaptive_lab.bench.stats import (
     converge_time,
     describe,
     direction_changes,
     resource_stats,
     steady_after,
 )
-from adaptive_lab.cli import main
+from adaptive_lab.cli.main import main
 
 
 # -- pure pieces ------------------------------------------------------------------
@@ -76,7 +76,7 @@ def test_resource_stats_by_hand() -> None:
 def test_quick_cancel_future_keeps_cancel_semantics() -> None:
     from concurrent.futures import Future
 
-    from adaptive_lab.bench_stats import _quick_cancel
+    from adaptive_lab.bench.stats import _quick_cancel
 
     pending, done = _quick_cancel(Future()), _quick_cancel(Future())
     done.set_result(1)
@@ -205,7 +205,7 @@ def test_quick_run_schema(quick_doc: tuple[dict, Path, str]) -> None:
             if c["kind"] in ("fixed", "seed", "policy"):  # our pool: trace saved
                 trace = tmp / run["trace"]
                 assert trace.exists()
-                from adaptive_lab.trace import Trace
+                from adaptive_lab.trace.format import Trace
                 assert Trace.load(trace).header["workload"]["config"] == c["name"]
             else:
                 assert run["trace"] is None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from adaptive_lab.cli import main
-from adaptive_lab.trace import Trace
+from adaptive_lab.cli.main import main
+from adaptive_lab.trace.format import Trace
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -279,7 +279,7 @@ def test_latency_stats_match_numpy(n):
 
     import numpy as np
 
-    from adaptive_lab.metrics import latency_stats as _latency
+    from adaptive_lab.control.metrics import latency_stats as _latency
 
     rng = random.Random(n)
     xs = [rng.random() for _ in range(n)]

@@ -20,14 +20,14 @@ pytest.importorskip("distributed")
 from distributed import Client, LocalCluster
 
 from adaptive_lab import FakeClock, Recorder, Trace
-from adaptive_lab.dask import (
+from adaptive_lab.integrations.dask import (
     PolicyAdaptive,
     TaskCounter,
     observation_from_snapshot,
     scan_on_dask,
 )
 from adaptive_lab.policies import Decision, Policy, make_policy
-from adaptive_lab.scanner import scan
+from adaptive_lab.scanner.core import scan
 
 DEADLINE = 15.0  # seconds any single wait in these tests may take
 
@@ -323,7 +323,7 @@ def test_local_cluster_seed_threshold_policy_by_name(cluster):
 def corpus(tmp_path_factory):
     """A small generated corpus plus hostile entries: a FIFO, a symlink loop, a
     non-UTF-8 name, an empty file."""
-    from adaptive_lab.workloads import make_corpus
+    from adaptive_lab.scanner.corpus import make_corpus
 
     root = tmp_path_factory.mktemp("dask-corpus")
     info = make_corpus(root / "c", files=120, dirs=4, eicar=2)
@@ -398,7 +398,7 @@ def test_scan_on_dask_rejects_an_executor(corpus):
 
 
 def test_bench_dask_command_smoke(tmp_path, capsys):
-    from adaptive_lab.cli import main
+    from adaptive_lab.cli.main import main
 
     out = tmp_path / "bd.json"
     rc = main(["bench-dask", "--files", "60", "--dirs", "3", "--repeat", "1", "--in-process",
@@ -416,7 +416,7 @@ def test_bench_dask_command_smoke(tmp_path, capsys):
 
 
 def test_bench_dask_bad_input_names_the_flag(tmp_path, capsys):
-    from adaptive_lab.cli import main
+    from adaptive_lab.cli.main import main
 
     assert main(["bench-dask", "--workers", "0", "--output", str(tmp_path / "x.json")]) == 2
     assert "--workers" in capsys.readouterr().err

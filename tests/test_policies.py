@@ -69,7 +69,7 @@ def test_threshold_defaults_are_the_seeds():
 
 
 def test_seed_defaults_by_name():
-    from adaptive_lab.metrics import available_cores
+    from adaptive_lab._host import available_cores
 
     cores = available_cores()
     assert SEED_DEFAULTS["min_workers"] == max(4, cores)

@@ -447,7 +447,7 @@ def test_drives_a_real_pool(name: str, params: dict) -> None:
     import time
 
     from adaptive_lab import AdaptiveThreadPoolExecutor, make_policy
-    from adaptive_lab.trace import Recorder
+    from adaptive_lab.trace.recorder import Recorder
 
     rec = Recorder()
     with AdaptiveThreadPoolExecutor(16, min_workers=2, policy=make_policy(name, **params),

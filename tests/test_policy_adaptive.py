@@ -333,7 +333,7 @@ def test_closed_loop_direction_changes_are_few_when_steady() -> None:
 
 # -- real threads -----------------------------------------------------------------------
 def test_real_pool_grows_under_5ms_sleeps_and_shrinks_when_idle() -> None:
-    from adaptive_lab.pool import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
 
     pol = ThroughputSeekingPolicy(idle_wait=0.3)
     pool = AdaptiveThreadPoolExecutor(max_workers=128, min_workers=2, policy=pol)

@@ -124,7 +124,7 @@ def test_policy_by_name_drives_the_pool():
 
 
 def test_policy_defaults_start_at_the_cores_and_may_go_down_to_one():
-    from adaptive_lab.metrics import available_cores
+    from adaptive_lab._host import available_cores
 
     cores = available_cores()
     with AdaptiveThreadPoolExecutor(policy="threshold", interval=60) as ex:

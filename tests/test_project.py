@@ -92,7 +92,7 @@ def test_readme_has_exactly_two_setup_commands():
 
 
 def test_cli_lists_every_command():
-    from adaptive_lab.cli import build_parser
+    from adaptive_lab.cli.main import build_parser
 
     text = build_parser().format_help()
     for cmd in ("demo", "bench-pool"):

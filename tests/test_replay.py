@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptive_lab.cli import main
-from adaptive_lab.model import WorkloadModel
+from adaptive_lab.cli.main import main
 from adaptive_lab.policies import (
     Decision,
     FixedPolicy,
@@ -21,9 +20,10 @@ from adaptive_lab.policies import (
     available_policies,
     make_policy,
 )
-from adaptive_lab.replay import _observation, observations, replay
-from adaptive_lab.sim import simulate
-from adaptive_lab.trace import Trace, TraceFormatError
+from adaptive_lab.sim.closed_loop import simulate
+from adaptive_lab.sim.model import WorkloadModel
+from adaptive_lab.sim.open_loop import _observation, observations, replay
+from adaptive_lab.trace.format import Trace, TraceFormatError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 THRESHOLD_TRACES = ["latency", "local", "step", "mixed"]

@@ -19,8 +19,10 @@ from typing import ClassVar
 
 import pytest
 
-from adaptive_lab.scanner import Scanner, ScanOptions, scan, scan_batch
-from adaptive_lab.signatures import (
+from adaptive_lab.scanner.core import Scanner, ScanOptions, scan, scan_batch
+from adaptive_lab.scanner.corpus import make_corpus
+from adaptive_lab.scanner.profiles import Profile, profile_by_name
+from adaptive_lab.scanner.signatures import (
     Signature,
     SignatureSet,
     builtin_signatures,
@@ -28,8 +30,7 @@ from adaptive_lab.signatures import (
     load_signatures,
     parse_signatures,
 )
-from adaptive_lab.walk import Entry, FileResult, walk
-from adaptive_lab.workloads import Profile, make_corpus, profile_by_name
+from adaptive_lab.scanner.walk import Entry, FileResult, walk
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptive_lab.model import Segment, WorkloadModel, mva_grid, mva_throughput
 from adaptive_lab.policies import (
     Decision,
     FixedPolicy,
@@ -23,10 +22,11 @@ from adaptive_lab.policies import (
     available_policies,
     make_policy,
 )
-from adaptive_lab.replay import replay
-from adaptive_lab.sim import SimulatedPool, simulate
-from adaptive_lab.sweep import oscillation, pareto_front, sweep, threshold_targets
-from adaptive_lab.trace import Trace
+from adaptive_lab.sim.closed_loop import SimulatedPool, simulate
+from adaptive_lab.sim.model import Segment, WorkloadModel, mva_grid, mva_throughput
+from adaptive_lab.sim.open_loop import replay
+from adaptive_lab.sim.parameter_sweep import oscillation, pareto_front, sweep, threshold_targets
+from adaptive_lab.trace.format import Trace
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -301,8 +301,8 @@ def test_oscillation_and_pareto_by_hand() -> None:
 
 def test_record_scan_records_a_real_scan(tmp_path: Path) -> None:
     """A short live run: real scanner, real files, real threads, one file per task."""
-    from adaptive_lab.record import record_scan
-    from adaptive_lab.workloads import Profile
+    from adaptive_lab.scanner.profiles import Profile
+    from adaptive_lab.scanner.record import record_scan
 
     out = tmp_path / "live.jsonl"
     tr = record_scan([(Profile("latency", latency_ms=1.0), 2), ("local", 1)], FixedPolicy(4),
@@ -362,7 +362,7 @@ def test_a_submitter_that_fell_short_caps_at_least_at_the_mean_rate() -> None:
 def test_a_pinned_run_keeps_system_cpu_relative_to_the_machine() -> None:
     """Pinned to 1 of 2 CPUs: the process's 100 % is half the machine; the other
     tenants' 20 % is of the machine, in the fit and in the simulated readings."""
-    from adaptive_lab.sim import SimulatedMetrics
+    from adaptive_lab.sim.closed_loop import SimulatedMetrics
 
     model = WorkloadModel.fit(_cpu_bound_trace(1000.0, {"cores": 1, "cpu_count": 2}))
     assert (model.cores, model.cpu_count) == (1, 2)
@@ -383,7 +383,7 @@ def test_a_pinned_run_keeps_system_cpu_relative_to_the_machine() -> None:
 
 def test_record_scan_fixed_size_tasks(tmp_path: Path) -> None:
     """``batch_files``: every task is that many files (the last of a pass fewer)."""
-    from adaptive_lab.record import record_scan
+    from adaptive_lab.scanner.record import record_scan
 
     tr = record_scan([("local", 2)], FixedPolicy(3), corpus=tmp_path / "corpus", files=100,
                      min_workers=2, max_workers=4, interval=0.1, sample_period=0.05,
@@ -401,7 +401,7 @@ def test_record_scan_fixed_size_tasks(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
 def test_validate_sim_pinning_restores_the_affinity() -> None:
-    from adaptive_lab.commands.validate_sim import pinned
+    from adaptive_lab.cli.validate_sim import pinned
 
     before = os.sched_getaffinity(0)
     with pinned(1):
@@ -413,7 +413,7 @@ def test_validate_sim_pinning_restores_the_affinity() -> None:
 
 
 def test_validate_sim_tenant_diagnostic_leaves_the_model_alone() -> None:
-    from adaptive_lab.commands.validate_sim import predict_metrics, run_metrics, with_background
+    from adaptive_lab.cli.validate_sim import predict_metrics, run_metrics, with_background
 
     model = toy_model()
     pinned = {"cores": 1, "cpu_count": 2}
@@ -433,7 +433,7 @@ def test_validate_sim_tenant_diagnostic_leaves_the_model_alone() -> None:
 def test_other_tenants_cpu_is_drawn_from_its_recorded_spread() -> None:
     """Fitted as 16 quantiles; a simulation draws one per reading (seeded), so a policy
     near a CPU threshold sees it crossed now and then, as in a live run."""
-    from adaptive_lab.sim import SimulatedMetrics
+    from adaptive_lab.sim.closed_loop import SimulatedMetrics
 
     tr = _cpu_bound_trace(1000.0, {"cores": 1, "cpu_count": 2}, n=80,
                           tenants=lambda i: 0.0 if i % 2 else 40.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from adaptive_lab import Recorder, Trace, TraceFormatError
-from adaptive_lab.trace import SAMPLE_FIELDS, SCHEMA
+from adaptive_lab.trace.format import SAMPLE_FIELDS, SCHEMA
 
 
 def sample(t, **kw):

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from adaptive_lab import viz
-from adaptive_lab.trace import Trace, make_header
+from adaptive_lab.trace.format import Trace, make_header
+from adaptive_lab.ui import figures as viz
 
 
 def synthetic_trace(n: int = 40, *, target: bool = False, policy: str = "threshold") -> Trace:
@@ -186,7 +186,7 @@ def test_save_html_is_self_contained(tmp_path):
 def test_import_without_plotly_gives_install_hint():
     code = (
         "import sys; sys.modules['plotly'] = None; sys.modules['plotly.graph_objects'] = None\n"
-        "import adaptive_lab.viz as v, adaptive_lab.widgets\n"
+        "import adaptive_lab.ui.figures as v, adaptive_lab.ui.widgets\n"
         "try:\n    v.trace_figure(None)\nexcept ImportError as e:\n    print('HINT', e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -16,8 +16,8 @@ pytest.importorskip("anywidget")
 
 from adaptive_lab import AdaptiveThreadPoolExecutor, ThresholdPolicy
 from adaptive_lab.policies import policy_class
-from adaptive_lab.trace import Trace, make_header
-from adaptive_lab.widgets import LiveMonitor, ReplayExplorer, load_traces, slider_range
+from adaptive_lab.trace.format import Trace, make_header
+from adaptive_lab.ui.widgets import LiveMonitor, ReplayExplorer, load_traces, slider_range
 
 
 def bursty_trace(n: int = 120, seed_rate: float = 300.0) -> Trace:
@@ -241,7 +241,7 @@ def test_first_slider_of_notebook_02_changes_every_shipped_trace():
 
 def test_lab_command_strips_unchecked_outputs_and_finds_notebooks(tmp_path):
     nbformat = pytest.importorskip("nbformat")
-    from adaptive_lab.commands.lab import hour_trace, notebooks_dir, strip_notebook
+    from adaptive_lab.cli.lab import hour_trace, notebooks_dir, strip_notebook
 
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", execution_count=1,

@@ -12,20 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from adaptive_lab.scanner import scan
-from adaptive_lab.signatures import eicar_bytes
-from adaptive_lab.workloads import (
-    MANIFEST_NAME,
-    PROFILES,
-    Profile,
-    corpus_sizes,
-    inspect_bytes,
-    make_corpus,
-    native_scan_command,
-    plain_loop_scan,
-    profile_by_name,
-    run_native_scan,
-)
+from adaptive_lab.bench.references import native_scan_command, plain_loop_scan, run_native_scan
+from adaptive_lab.scanner.core import scan
+from adaptive_lab.scanner.corpus import MANIFEST_NAME, corpus_sizes, make_corpus
+from adaptive_lab.scanner.profiles import PROFILES, Profile, inspect_bytes, profile_by_name
+from adaptive_lab.scanner.signatures import eicar_bytes
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -149,7 +140,7 @@ def test_plain_loop_and_native_reference(tmp_path):
 @pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("xargs")),
                     reason="needs openssl and xargs")
 def test_compare_scan_speed_reports_every_configuration(tmp_path):
-    from adaptive_lab.workloads import compare_scan_speed
+    from adaptive_lab.bench.references import compare_scan_speed
 
     info = make_corpus(tmp_path / "c", files=40, seed=6)
     r = compare_scan_speed(info.root, repeats=1, workers=(1, 2))

@@ -1,22 +1,29 @@
 """Scaling policies: pure objects mapping an Observation to a Decision."""
 
-from .adaptive import ThroughputSeekingPolicy
-from .aimd import AIMDPolicy
-from .base import Decision, Observation, Param, Policy, UnknownParameterError, clamp_target
-from .fixed import FixedPolicy
-from .gradient import Gradient2Policy, VegasPolicy
-from .hill_climbing import HillClimbingPolicy
-from .occupancy import OccupancyPolicy
-from .registry import (
+from adaptive_lab.policies.adaptive import ThroughputSeekingPolicy
+from adaptive_lab.policies.aimd import AIMDPolicy
+from adaptive_lab.policies.base import (
+    Decision,
+    Observation,
+    Param,
+    Policy,
+    UnknownParameterError,
+    clamp_target,
+)
+from adaptive_lab.policies.fixed import FixedPolicy
+from adaptive_lab.policies.gradient import Gradient2Policy, VegasPolicy
+from adaptive_lab.policies.hill_climbing import HillClimbingPolicy
+from adaptive_lab.policies.occupancy import OccupancyPolicy
+from adaptive_lab.policies.registry import (
     available_policies,
     make_policy,
     parse_assignments,
     policy_class,
     register_policy,
 )
-from .target_tracking import TargetTrackingPolicy
-from .threshold import SEED_DEFAULTS, ThresholdPolicy, seed_cores
-from .utilization_band import UtilizationBandPolicy
+from adaptive_lab.policies.target_tracking import TargetTrackingPolicy
+from adaptive_lab.policies.threshold import SEED_DEFAULTS, ThresholdPolicy, seed_cores
+from adaptive_lab.policies.utilization_band import UtilizationBandPolicy
 
 #: The ports of the field's controllers (issue 4), in the order the docs list them.
 ANCHOR_POLICIES = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .base import Observation
+from adaptive_lab.policies.base import Observation
 
 
 def _as_cores(percent: float, obs: Observation) -> float:

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import math
 
-from ._throughput import (
+from adaptive_lab.policies._throughput import (
     BDP_GAIN,
     CPU_CAP_MIN_BUSY,
     GIL_BUSY,
@@ -82,7 +82,7 @@ from ._throughput import (
     _Point,
     _Segment,
 )
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 class ThroughputSeekingPolicy(Policy):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 def rtt_of(obs: Observation, use_p50: bool) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 class FixedPolicy(Policy):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import random
 
-from .aimd import FailureCounter, bound_limit, initial_limit, rtt_of
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.aimd import FailureCounter, bound_limit, initial_limit, rtt_of
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 class ExpAvg:

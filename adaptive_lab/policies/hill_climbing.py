@@ -13,7 +13,7 @@ import math
 import random
 from collections import deque
 
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 def _wave_component(samples: list[float], total: int, count: int, period: float) -> complex:

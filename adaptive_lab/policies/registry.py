@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Policy
+from adaptive_lab.policies.base import Policy
 
 _REGISTRY: dict[str, type[Policy]] = {}
 

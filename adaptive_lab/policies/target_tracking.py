@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 class TargetTrackingPolicy(Policy):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 def seed_cores() -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Param, Policy
 
 
 def _first_false(lo: int, hi: int, pred: Callable[[int], bool]) -> int:

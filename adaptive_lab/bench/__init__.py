@@ -1,0 +1,1 @@
+"""Benchmarks: the scanner benchmark, pool overhead, references and reports."""

@@ -1,0 +1,120 @@
+"""Synthetic corpora and workload profiles for the scanner and the benchmark.
+
+* :func:`make_corpus` writes a deterministic tree of files (corpus A: log-normal sizes,
+  median 8 KiB, 1 % of files at 1 MiB; corpus B: all 4 KiB), optionally with planted
+  EICAR test files, and a small manifest.
+* A :class:`Profile` is applied in the scanner's read path, per file:
+
+  - ``local``: nothing added; the speed of the disk / page cache.
+  - ``latency``: ``time.sleep(latency_ms)`` before each open. **This is an emulation**
+    of network storage latency (NFS, SMB, object stores): the thread sleeps with the GIL
+    released, as it would while waiting on a remote server. No network is involved.
+  - ``cpu``: a pure-Python loop over the first bytes of each file (``cpu_work``
+    iterations) that holds the GIL, like a parser or pattern check written in Python.
+  - ``mixed``: latency and cpu together.
+  - ``step``: latency changes from ``latency_ms`` to ``step_latency_ms`` after
+    ``step_after_files`` files or ``step_after_s`` seconds, to measure how fast a
+    scaling policy reacts to a change in the workload.
+
+* :func:`plain_loop_scan` and :func:`native_scan_command` are the reference points the
+  scanner is compared with (a single-threaded Python loop, and ``find | xargs -P2
+  openssl``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import time
+from typing import Any
+
+
+def plain_loop_scan(root: str | os.PathLike, digest: str = "sha256") -> dict[str, Any]:
+    """The plain single-threaded Python loop: ``os.walk`` + ``hashlib.file_digest``.
+
+    Returns ``{"files", "bytes", "seconds", "files_per_s"}``. Symlinks are not followed
+    and non-regular files are not opened, like the scanner.
+    """
+    import stat as _stat
+
+    files = nbytes = 0
+    t0 = time.perf_counter()
+    for dirpath, _dirs, names in os.walk(os.fsencode(root)):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not _stat.S_ISREG(st.st_mode):
+                continue
+            with open(path, "rb") as fh:
+                hashlib.file_digest(fh, digest).hexdigest()
+            files += 1
+            nbytes += st.st_size
+    seconds = time.perf_counter() - t0
+    return {"files": files, "bytes": nbytes, "seconds": seconds,
+            "files_per_s": files / seconds if seconds else 0.0}
+
+
+def native_scan_command(root: str | os.PathLike, digest: str = "sha256", procs: int = 2) -> str:
+    """The native reference: ``find ROOT -type f -print0 | xargs -0 -n500 -P2 openssl dgst``."""
+    return (f"find {shlex.quote(os.fspath(root))} -type f -print0 | "
+            f"xargs -0 -n500 -P{int(procs)} openssl dgst -{digest} > /dev/null")
+
+
+def run_native_scan(root: str | os.PathLike, digest: str = "sha256", procs: int = 2
+                    ) -> dict[str, Any]:
+    """Run :func:`native_scan_command`; returns ``{"command", "seconds", "returncode"}``."""
+    cmd = native_scan_command(root, digest, procs)
+    t0 = time.perf_counter()
+    proc = subprocess.run(["sh", "-c", cmd], capture_output=True, check=False)
+    return {"command": cmd, "seconds": time.perf_counter() - t0,
+            "returncode": proc.returncode}
+
+
+def compare_scan_speed(root: str | os.PathLike, repeats: int = 5, digest: str = "sha256",
+                       workers: tuple[int, ...] = (2,)) -> dict[str, Any]:
+    """Side-by-side warm-cache speed check of the scanner against the references.
+
+    Runs, interleaved ``repeats`` times: the native pipeline, the plain loop,
+    :func:`~adaptive_lab.scanner.scan` with its default executor and with a
+    ``ThreadPoolExecutor`` of each size in ``workers``. Returns the median files/s per
+    configuration, every run, and the ratios to the native command and to the plain
+    loop. A first untimed plain pass warms the page cache. Use it on a quiet machine;
+    other load shifts all numbers (compare ratios).
+    """
+    import statistics
+    from concurrent.futures import ThreadPoolExecutor
+
+    from adaptive_lab.scanner.core import scan
+
+    n = plain_loop_scan(root, digest)["files"]
+
+    def timed_scan(k: int | None) -> float:
+        t0 = time.perf_counter()
+        if k is None:
+            done = scan(root, digest=digest).files
+        else:
+            with ThreadPoolExecutor(k) as ex:
+                done = scan(root, ex, digest=digest).files
+        if done != n:
+            raise RuntimeError(f"scan saw {done} files, expected {n}")
+        return n / (time.perf_counter() - t0)
+
+    configs: dict[str, Any] = {
+        "native": lambda: n / run_native_scan(root, digest)["seconds"],
+        "plain_loop": lambda: plain_loop_scan(root, digest)["files_per_s"],
+        "scan_default": lambda: timed_scan(None),
+    }
+    for k in workers:
+        configs[f"scan_tpe{k}"] = lambda k=k: timed_scan(k)
+    runs: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, fn in configs.items():
+            runs[name].append(fn())
+    med = {name: statistics.median(v) for name, v in runs.items()}
+    return {"root": os.fspath(root), "files": n, "digest": digest, "repeats": repeats,
+            "files_per_s": med, "runs": runs,
+            "ratio_to_native": {k: v / med["native"] for k, v in med.items()},
+            "ratio_to_plain_loop": {k: v / med["plain_loop"] for k, v in med.items()},
+            "load_average": os.getloadavg()}

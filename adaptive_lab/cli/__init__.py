@@ -1,0 +1,1 @@
+"""The ``adaptive-lab`` command line: ``main`` plus one module per subcommand."""

@@ -1,0 +1,1 @@
+"""Executors: resizable worker pools (mechanism) and their adaptive front doors."""

@@ -1,0 +1,1 @@
+"""Notebook views: plotly figures (pure) and ipywidgets explorers and monitors."""
