@@ -21,8 +21,7 @@ from adaptive_lab.control.clock import FakeClock
 from adaptive_lab.control.controller import Controller
 from adaptive_lab.control.metrics import SystemSample
 from adaptive_lab.policies.base import Policy
-from adaptive_lab.sim.model import Segment, WorkloadModel
-from adaptive_lab.sim.open_loop import replay
+from adaptive_lab.sim.model import WorkloadModel
 from adaptive_lab.trace.format import Trace
 from adaptive_lab.trace.recorder import Recorder
 
