@@ -23,7 +23,8 @@ from adaptive_lab.policies import (
     make_policy,
 )
 from adaptive_lab.sim.closed_loop import SimulatedPool, simulate
-from adaptive_lab.sim.model import Segment, WorkloadModel, mva_grid, mva_throughput
+from adaptive_lab.sim.model import Segment, WorkloadModel
+from adaptive_lab.sim.mva import mva_grid, mva_throughput
 from adaptive_lab.sim.open_loop import replay
 from adaptive_lab.sim.parameter_sweep import oscillation, pareto_front, sweep, threshold_targets
 from adaptive_lab.trace.format import Trace

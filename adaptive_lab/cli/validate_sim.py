@@ -114,7 +114,7 @@ def with_background(model: Any, trace: Any) -> Any:
 
     import numpy as np
 
-    from adaptive_lab.sim.model import quantiles16
+    from adaptive_lab.sim.fit import quantiles16
 
     out = copy.deepcopy(model)
     bg = background_cpu(trace)
