@@ -17,7 +17,8 @@ from adaptive_lab.bench.config import (
     resolve_policies,
     resolve_profiles,
 )
-from adaptive_lab.bench.report import format_table, seed_claim, write_html
+from adaptive_lab.bench.render import format_table, write_html
+from adaptive_lab.bench.report import report_claim
 from adaptive_lab.bench.stats import (
     converge_time,
     describe,
@@ -84,10 +85,10 @@ def test_quick_cancel_future_keeps_cancel_semantics() -> None:
     assert not done.cancel() and done.result() == 1
 
 
-def test_build_configs_has_baseline_default_sweep_seed_and_policies() -> None:
+def test_build_configs_has_baseline_default_sweep_report_and_policies() -> None:
     cfgs = build_configs(4, (8, 1, 8), ["aimd"])
     assert [c.name for c in cfgs] == ["baseline-4", "tpe-default", "fixed-1", "fixed-8",
-                                      "seed-threshold", "policy:aimd"]
+                                      "report-threshold", "policy:aimd"]
     assert [c.uses_our_pool for c in cfgs] == [False, False, True, True, True, True]
     with pytest.raises(ValueError, match="baseline_workers"):
         build_configs(0, (1,), [])
@@ -117,26 +118,26 @@ def _row(name: str, kind: str, fps: list[float], workers: int | None = None,
             "summary": {"scale_events": {"max": events}}}
 
 
-@pytest.mark.parametrize("seed_fps, base_fps, tpe_fps, events, vs_base, vs_tpe", [
+@pytest.mark.parametrize("report_fps, base_fps, tpe_fps, events, vs_base, vs_tpe", [
     # +20 % vs both in every round: holds
     ([120, 118, 121], [100, 98, 101], [100, 100, 100], 3, True, True),
     # +14 % vs the baseline: does not
     ([114, 114, 114], [100, 100, 100], [90, 90, 90], 3, False, True),
     # median +20 % but one round loses: not consistent, does not hold
     ([120, 120, 90], [100, 100, 100], [100, 100, 100], 3, False, False),
-    # +30 % but the seed policy never resized (min_workers, like the baseline): no
+    # +30 % but the policy never resized (min_workers, like the baseline): no
     ([130, 130, 130], [100, 100, 100], [200, 200, 200], 0, False, False),
 ])
-def test_seed_claim_verdicts(seed_fps: list[float], base_fps: list[float],
-                             tpe_fps: list[float], events: int, vs_base: bool,
-                             vs_tpe: bool) -> None:
+def test_report_claim_verdicts(report_fps: list[float], base_fps: list[float],
+                               tpe_fps: list[float], events: int, vs_base: bool,
+                               vs_tpe: bool) -> None:
     from adaptive_lab.policies import SEED_DEFAULTS
 
-    # the baseline has the seed's min_workers (4 on up to 4 cores)
+    # the baseline has the report's min_workers (4 on up to 4 cores)
     rows = [_row("baseline-4", "baseline", base_fps, SEED_DEFAULTS["min_workers"]),
             _row("tpe-default", "tpe_default", tpe_fps, 6),
-            _row("seed-threshold", "seed", seed_fps, events=events)]
-    verdict = seed_claim(rows, "baseline-4")
+            _row("report-threshold", "report", report_fps, events=events)]
+    verdict = report_claim(rows, "baseline-4")
     assert verdict["holds_vs_baseline"] is vs_base
     assert verdict["holds_vs_tpe_default"] is vs_tpe
     assert verdict["holds"] is (vs_base and vs_tpe)
@@ -187,14 +188,14 @@ def test_quick_run_schema(quick_doc: tuple[dict, Path, str]) -> None:
         if not p["available"]:
             continue
         got = [c["name"] for c in p["configs"]]
-        expect = ["baseline-4", "tpe-default", "fixed-2", "fixed-16", "seed-threshold",
+        expect = ["baseline-4", "tpe-default", "fixed-2", "fixed-16", "report-threshold",
                   "policy:threshold"]
         if p["name"] == "local":
             expect += ["plain-loop", "native-xargs", "scan-processes"]
         assert got == expect
         assert p["oracle"]["config"] in ("fixed-2", "fixed-16")
         assert p["cache"] == "warm"
-        assert isinstance(p["seed_claim"]["holds"], bool) and p["seed_claim"]["text"]
+        assert isinstance(p["report_claim"]["holds"], bool) and p["report_claim"]["text"]
         for c in p["configs"]:
             if c["kind"] == "reference":
                 continue
@@ -202,7 +203,7 @@ def test_quick_run_schema(quick_doc: tuple[dict, Path, str]) -> None:
             assert set(c["summary"]["files_per_s"]) == {"median", "min", "max", "n"}
             (run,) = c["runs"]
             assert RUN_KEYS <= set(run), (c["name"], RUN_KEYS - set(run))
-            if c["kind"] in ("fixed", "seed", "policy"):  # our pool: trace saved
+            if c["kind"] in ("fixed", "report", "policy"):  # our pool: trace saved
                 trace = tmp / run["trace"]
                 assert trace.exists()
                 from adaptive_lab.trace.format import Trace
@@ -211,8 +212,8 @@ def test_quick_run_schema(quick_doc: tuple[dict, Path, str]) -> None:
                 assert run["trace"] is None
     assert "step" in doc["profiles"][3] and "converge_s" in \
         doc["profiles"][3]["configs"][0]["summary"]
-    issue3 = doc["profiles"][0]["issue3_targets"]
-    assert issue3["processes_files_per_s"] > 0 and "scan-processes" in issue3["text"]
+    native = doc["profiles"][0]["native_targets"]
+    assert native["processes_files_per_s"] > 0 and "scan-processes" in native["text"]
 
 
 def test_quick_run_accounts_for_every_file(quick_doc: tuple[dict, Path, str]) -> None:
@@ -240,7 +241,8 @@ def test_quick_run_accounts_for_every_file(quick_doc: tuple[dict, Path, str]) ->
 def test_table_and_html(quick_doc: tuple[dict, Path, str]) -> None:
     doc, tmp, _ = quick_doc
     text = format_table(doc)
-    for word in ("== local (warm)", "unavailable", "oracle:", "seed threshold policy:",
+    for word in ("== local (warm)", "unavailable", "oracle:", "the report's threshold policy:",
+                 "vs native tools:",
                  "ratio to oracle", "policy:threshold"):
         assert word in text
     page = (tmp / "r.html").read_text()
@@ -248,7 +250,7 @@ def test_table_and_html(quick_doc: tuple[dict, Path, str]) -> None:
     assert write_html(doc, tmp / "again.html") is not None
     md = (tmp / "r.md").read_text()
     assert md.startswith("| profile |") and "| cold | unavailable" in md
-    assert "| seed-threshold |" in md and "| policy:threshold |" in md
+    assert "| report-threshold |" in md and "| policy:threshold |" in md
 
 
 def test_a_failing_run_is_recorded_and_the_rest_goes_on(tmp_path: Path) -> None:

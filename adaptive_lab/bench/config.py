@@ -1,25 +1,26 @@
-"""The benchmark that answers the seed: fixed pools vs the default vs policies.
+"""What the benchmark runs: workload profiles, executor configurations, settings.
 
 ``adaptive-lab bench`` runs the same scan of the same corpus under many executor
 configurations, per workload profile, and reports throughput and cost side by side:
 
-* ``baseline-N``: a real ``ThreadPoolExecutor(N)`` (the seed's ``--baseline-workers``);
+* ``baseline-N``: a real ``ThreadPoolExecutor(N)`` (the original design report's
+  planned ``--baseline-workers``);
 * ``tpe-default``: a real ``ThreadPoolExecutor()`` (``min(32, cores + 4)`` workers);
-* ``fixed-N``: :class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` with
+* ``fixed-N``: :class:`~adaptive_lab.AdaptiveThreadPoolExecutor` with
   ``max_workers=N`` and no policy, for every N of the sweep; the best is the *oracle*
   (same mechanism as the policies, so the ratio isolates the policy);
-* ``seed-threshold``: :class:`~adaptive_lab.policies.ThresholdPolicy` with the seed's
+* ``report-threshold``: :class:`~adaptive_lab.ThresholdPolicy` with the report's
   bounds (``SEED_DEFAULTS``) and 5 s interval;
 * ``policy:NAME``: every registered policy with its defaults and the package's
-  default bounds (:func:`~adaptive_lab.pool.default_bounds`).
+  default bounds (:func:`~adaptive_lab.default_bounds`).
 
 Repetitions are interleaved: each round runs every configuration once, in an order
 shuffled with a seeded RNG. Each run may be cut at ``time_cap`` seconds (the scan is
 cancelled; files/s is then over the files done). Results are a versioned JSON
-document (``SCHEMA``/``VERSION``, see ``docs/benchmark.md``); the table and HTML live
-in :mod:`adaptive_lab.bench_report`.
+document (``SCHEMA``/``VERSION``, see ``docs/benchmark.md``), built by
+:mod:`adaptive_lab.bench.runner`, judged by :mod:`adaptive_lab.bench.report` and
+rendered by :mod:`adaptive_lab.bench.render`.
 """
-
 from __future__ import annotations
 
 import os
@@ -93,7 +94,8 @@ def resolve_profiles(spec: str) -> list[BenchProfile]:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One executor configuration; ``kind`` is baseline, tpe_default, fixed, seed or policy."""
+    """One executor configuration; ``kind`` is baseline, tpe_default, fixed, report
+    (the threshold policy as the original report configured it), policy or reference."""
 
     name: str
     kind: str
@@ -102,7 +104,7 @@ class BenchConfig:
 
     @property
     def uses_our_pool(self) -> bool:
-        return self.kind in ("fixed", "seed", "policy")
+        return self.kind in ("fixed", "report", "policy")
 
 
 def build_configs(baseline_workers: int, fixed_sizes: Sequence[int],
@@ -115,7 +117,7 @@ def build_configs(baseline_workers: int, fixed_sizes: Sequence[int],
     configs = [BenchConfig(f"baseline-{baseline_workers}", "baseline", baseline_workers),
                BenchConfig("tpe-default", "tpe_default", min(32, (os.cpu_count() or 1) + 4))]
     configs += [BenchConfig(f"fixed-{n}", "fixed", n) for n in sorted(set(fixed_sizes))]
-    configs.append(BenchConfig("seed-threshold", "seed", policy="threshold"))
+    configs.append(BenchConfig("report-threshold", "report", policy="threshold"))
     configs += [BenchConfig(f"policy:{p}", "policy", policy=p) for p in policies]
     return configs
 

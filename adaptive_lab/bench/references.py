@@ -1,26 +1,13 @@
-"""Synthetic corpora and workload profiles for the scanner and the benchmark.
+"""The reference points the scanner is compared with, outside any thread pool.
 
-* :func:`make_corpus` writes a deterministic tree of files (corpus A: log-normal sizes,
-  median 8 KiB, 1 % of files at 1 MiB; corpus B: all 4 KiB), optionally with planted
-  EICAR test files, and a small manifest.
-* A :class:`Profile` is applied in the scanner's read path, per file:
-
-  - ``local``: nothing added; the speed of the disk / page cache.
-  - ``latency``: ``time.sleep(latency_ms)`` before each open. **This is an emulation**
-    of network storage latency (NFS, SMB, object stores): the thread sleeps with the GIL
-    released, as it would while waiting on a remote server. No network is involved.
-  - ``cpu``: a pure-Python loop over the first bytes of each file (``cpu_work``
-    iterations) that holds the GIL, like a parser or pattern check written in Python.
-  - ``mixed``: latency and cpu together.
-  - ``step``: latency changes from ``latency_ms`` to ``step_latency_ms`` after
-    ``step_after_files`` files or ``step_after_s`` seconds, to measure how fast a
-    scaling policy reacts to a change in the workload.
-
-* :func:`plain_loop_scan` and :func:`native_scan_command` are the reference points the
-  scanner is compared with (a single-threaded Python loop, and ``find | xargs -P2
-  openssl``).
+* :func:`plain_loop_scan`: a single-threaded Python loop (``os.walk`` +
+  ``hashlib.file_digest``), the floor a pool must beat;
+* :func:`native_scan_command` / :func:`run_native_scan`: the native tools,
+  ``find | xargs -P2 openssl dgst``, the ceiling on a warm page cache;
+* :func:`process_pool_scan`: our scanner on one worker process per core (no GIL
+  shared between readers);
+* :func:`compare_scan_speed`: all of them side by side, interleaved.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -118,3 +105,21 @@ def compare_scan_speed(root: str | os.PathLike, repeats: int = 5, digest: str = 
             "ratio_to_native": {k: v / med["native"] for k, v in med.items()},
             "ratio_to_plain_loop": {k: v / med["plain_loop"] for k, v in med.items()},
             "load_average": os.getloadavg()}
+
+
+def process_pool_scan(root: str | os.PathLike, digest: str = "sha256"
+                      ) -> tuple[int, float, dict[str, Any]]:
+    """Our scanner on ``ProcessPoolExecutor(cores)``: one worker process per core, so no
+    GIL is shared between readers (the pool is started, and warmed, outside the timing).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from adaptive_lab.scanner.core import scan
+
+    cores = os.cpu_count() or 1
+    with ProcessPoolExecutor(cores) as ex:
+        list(ex.map(abs, range(cores)))  # start the workers before the clock
+        s = scan(root, ex, digest=digest)
+    return s.files, s.elapsed, {
+        "command": f"scan(ROOT, ProcessPoolExecutor({cores}), digest={digest!r})",
+        "errors": s.errors, "skipped": s.skipped}

@@ -1,25 +1,11 @@
-"""The benchmark that answers the seed: fixed pools vs the default vs policies.
+"""Running the benchmark: one scan per (profile, configuration, round), interleaved.
 
-``adaptive-lab bench`` runs the same scan of the same corpus under many executor
-configurations, per workload profile, and reports throughput and cost side by side:
-
-* ``baseline-N``: a real ``ThreadPoolExecutor(N)`` (the seed's ``--baseline-workers``);
-* ``tpe-default``: a real ``ThreadPoolExecutor()`` (``min(32, cores + 4)`` workers);
-* ``fixed-N``: :class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` with
-  ``max_workers=N`` and no policy, for every N of the sweep; the best is the *oracle*
-  (same mechanism as the policies, so the ratio isolates the policy);
-* ``seed-threshold``: :class:`~adaptive_lab.policies.ThresholdPolicy` with the seed's
-  bounds (``SEED_DEFAULTS``) and 5 s interval;
-* ``policy:NAME``: every registered policy with its defaults and the package's
-  default bounds (:func:`~adaptive_lab.pool.default_bounds`).
-
-Repetitions are interleaved: each round runs every configuration once, in an order
-shuffled with a seeded RNG. Each run may be cut at ``time_cap`` seconds (the scan is
-cancelled; files/s is then over the files done). Results are a versioned JSON
-document (``SCHEMA``/``VERSION``, see ``docs/benchmark.md``); the table and HTML live
-in :mod:`adaptive_lab.bench_report`.
+The configurations and settings are in :mod:`adaptive_lab.bench.config`;
+:func:`run_benchmark` writes the corpus (or reuses one), runs every configuration
+``repeat`` times in a shuffled order per round, measures each run (throughput, task
+times, CPU, RSS, the pool's size over time, scale events) and hands the runs to
+:func:`adaptive_lab.bench.report.aggregate`.
 """
-
 from __future__ import annotations
 
 import math
@@ -69,7 +55,7 @@ def make_executor(config: BenchConfig, timer: TaskTimer, record: Path | None,
                           "thread_name_prefix": "bench-pool"}
     if config.kind == "fixed":
         ex = cls(max_workers=config.workers, **kw)
-    elif config.kind == "seed":
+    elif config.kind == "report":  # the threshold policy as the original report set it
         ex = cls(max_workers=SEED_DEFAULTS["max_workers"],
                  min_workers=SEED_DEFAULTS["min_workers"], policy=ThresholdPolicy(),
                  interval=float(SEED_DEFAULTS["interval"]), **kw)
@@ -97,7 +83,7 @@ def can_drop_caches() -> tuple[bool, str]:
 
 # -- one run -----------------------------------------------------------------------
 def scanner_profile(profile: BenchProfile, step_at: float) -> Any:
-    """The :class:`adaptive_lab.workloads.Profile` a bench profile scans with."""
+    """The scanner :class:`~adaptive_lab.Profile` a bench profile scans with."""
     from adaptive_lab.scanner.profiles import profile_by_name
 
     p = profile.params
@@ -111,14 +97,14 @@ def scanner_profile(profile: BenchProfile, step_at: float) -> Any:
 
 
 def _reference_run(kind: str, root: Path, digest: str, corpus_files: int) -> dict[str, Any]:
-    from adaptive_lab.bench.references import plain_loop_scan, run_native_scan
+    from adaptive_lab.bench.references import plain_loop_scan, process_pool_scan, run_native_scan
 
     if kind == "plain-loop":
         r = plain_loop_scan(root, digest)
         files, secs = r["files"], r["seconds"]
-        extra = {"command": f"workloads.plain_loop_scan(ROOT, {digest!r})"}
+        extra = {"command": f"plain_loop_scan(ROOT, {digest!r})"}
     elif kind == "scan-processes":
-        files, secs, extra = _process_pool_scan(root, digest)
+        files, secs, extra = process_pool_scan(root, digest)
     else:
         r = run_native_scan(root, digest)
         if r["returncode"] != 0:
@@ -219,7 +205,6 @@ def trace_stats(executor: Any, elapsed: float) -> dict[str, Any]:
             if minutes > 0 else 0.0}
 
 
-
 # -- the whole benchmark -----------------------------------------------------------
 def _step_tree(corpus: Path, copies: int) -> tuple[Path, int]:
     """A tree of ``copies`` hard links to every corpus file (no data copied), next to
@@ -270,23 +255,6 @@ def _failed_run(exc: BaseException) -> dict[str, Any]:
 
 def _count_files(root: Path) -> int:
     return sum(len(names) for _d, _s, names in os.walk(root))
-
-
-def _process_pool_scan(root: Path, digest: str) -> tuple[int, float, dict[str, Any]]:
-    """Our scanner on ``ProcessPoolExecutor(cores)``: one worker process per core, so no
-    GIL is shared between readers (the pool is started, and warmed, outside the timing).
-    """
-    from concurrent.futures import ProcessPoolExecutor
-
-    from adaptive_lab.scanner.core import scan
-
-    cores = os.cpu_count() or 1
-    with ProcessPoolExecutor(cores) as ex:
-        list(ex.map(abs, range(cores)))  # start the workers before the clock
-        s = scan(root, ex, digest=digest)
-    return s.files, s.elapsed, {
-        "command": f"scan(ROOT, ProcessPoolExecutor({cores}), digest={digest!r})",
-        "errors": s.errors, "skipped": s.skipped}
 
 
 def _reference_configs() -> list[BenchConfig]:

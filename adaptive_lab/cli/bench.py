@@ -10,7 +10,8 @@ from pathlib import Path
 
 NAME = "bench"
 HELP = ("benchmark the scanner under fixed pools, the ThreadPoolExecutor default, a sweep "
-        "of sizes (the oracle), the seed's threshold policy and every registered policy")
+        "of sizes (the oracle), the original report's threshold policy and every "
+        "registered policy")
 
 QUICK = {"files_count": 2000, "repeat": 1, "time_cap": 0.5, "step_time_cap": 1.0,
          "step_at": 0.25}
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_policies,
         resolve_profiles,
     )
-    from adaptive_lab.bench.report import format_markdown, format_table, write_html
+    from adaptive_lab.bench.render import format_markdown, format_table, write_html
     from adaptive_lab.bench.runner import run_benchmark
 
     quick = args.quick
