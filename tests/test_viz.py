@@ -1,4 +1,5 @@
-"""Tests for adaptive_lab.viz: figures from traces and sweeps, HTML export, lazy plotly."""
+"""Tests for adaptive_lab.ui.figures and ui.sweep_figures: figures from traces and sweeps,
+HTML export, lazy plotly."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from adaptive_lab.trace.format import Trace, make_header
 from adaptive_lab.ui import figures as viz
+from adaptive_lab.ui import sweep_figures as sweeps
 
 
 def synthetic_trace(n: int = 40, *, target: bool = False, policy: str = "threshold") -> Trace:
@@ -115,34 +117,34 @@ def sweep_table():
 
 
 def test_sweep_heatmap_values_and_reduce():
-    fig = viz.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step", "throughput")
+    fig = sweeps.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step", "throughput")
     hm = fig.data[0]
     assert list(hm.x) == ["5", "10", "20"] and list(hm.y) == ["1", "2", "4"]
     z = np.asarray(hm.z)
     assert z.shape == (3, 3)
     assert z[2, 1] == pytest.approx(10 * 4 + 2.5)  # mean over smoothing 0 and 0.5
     assert "mean over 2 other settings" in fig.layout.title.text
-    zmax = np.asarray(viz.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step",
-                                        reduce="max").data[0].z)
+    zmax = np.asarray(sweeps.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step",
+                                           reduce="max").data[0].z)
     assert zmax[2, 1] == pytest.approx(45.0)
     with pytest.raises(ValueError, match="metric"):
-        viz.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step", "nope")
+        sweeps.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step", "nope")
     with pytest.raises(ValueError, match="reduce"):
-        viz.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step", reduce="median")
+        sweeps.sweep_heatmap(sweep_table(), "scale_up_queue", "up_step", reduce="median")
     with pytest.raises(ValueError, match="x and y"):
-        viz.sweep_heatmap(sweep_table(), "up_step", "up_step")
+        sweeps.sweep_heatmap(sweep_table(), "up_step", "up_step")
 
 
 def test_sweep_rows_accepts_columns_and_frames():
     cols = {"a": np.array([1, 2]), "throughput": np.array([3.0, 4.0])}
-    assert viz.sweep_rows(cols) == [{"a": 1, "throughput": 3.0}, {"a": 2, "throughput": 4.0}]
+    assert sweeps.sweep_rows(cols) == [{"a": 1, "throughput": 3.0}, {"a": 2, "throughput": 4.0}]
     pd = pytest.importorskip("pandas")
-    assert viz.sweep_rows(pd.DataFrame(cols))[1]["throughput"] == 4.0
+    assert sweeps.sweep_rows(pd.DataFrame(cols))[1]["throughput"] == 4.0
 
     class Result:
         def table(self):
             return cols
-    assert len(viz.sweep_rows(Result())) == 2
+    assert len(sweeps.sweep_rows(Result())) == 2
 
 
 @pytest.mark.parametrize(
@@ -155,12 +157,12 @@ def test_sweep_rows_accepts_columns_and_frames():
     ],
 )
 def test_pareto_mask_table(cost, benefit, front):
-    assert list(viz.pareto_mask(np.array(cost, float), np.array(benefit, float))) == front
+    assert list(sweeps.pareto_mask(np.array(cost, float), np.array(benefit, float))) == front
 
 
 def test_pareto_figure_front():
     rows = sweep_table()
-    fig = viz.pareto_figure(rows, color="policy")
+    fig = sweeps.pareto_figure(rows, color="policy")
     front = fig.data[-1]
     assert front.name == "Pareto front"
     xs, ys = np.asarray(front.x), np.asarray(front.y)
@@ -170,7 +172,7 @@ def test_pareto_figure_front():
         assert not any(r["worker_seconds"] <= x and r["throughput"] > y for r in rows)
     assert "smoothing=" in front.hovertext[0]
     with pytest.raises(ValueError, match="color"):
-        viz.pareto_figure(rows, color="nope")
+        sweeps.pareto_figure(rows, color="nope")
 
 
 def test_save_html_is_self_contained(tmp_path):
@@ -187,6 +189,7 @@ def test_import_without_plotly_gives_install_hint():
     code = (
         "import sys; sys.modules['plotly'] = None; sys.modules['plotly.graph_objects'] = None\n"
         "import adaptive_lab.ui.figures as v, adaptive_lab.ui.widgets\n"
+        "import adaptive_lab.ui.sweep_figures\n"
         "try:\n    v.trace_figure(None)\nexcept ImportError as e:\n    print('HINT', e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
