@@ -19,9 +19,10 @@ from typing import ClassVar
 
 import pytest
 
-from adaptive_lab.scanner.core import Scanner, ScanOptions, scan, scan_batch
+from adaptive_lab.scanner.core import Scanner, scan
 from adaptive_lab.scanner.corpus import make_corpus
 from adaptive_lab.scanner.profiles import Profile, profile_by_name
+from adaptive_lab.scanner.read import ScanOptions, scan_batch
 from adaptive_lab.scanner.signatures import (
     Signature,
     SignatureSet,

@@ -36,18 +36,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from adaptive_lab.scanner.profiles import Profile, profile_by_name
+from adaptive_lab.scanner.read import MIN_CHUNK, CancelToken, ScanOptions, check_digest, scan_batch
 from adaptive_lab.scanner.signatures import load_signatures
-from adaptive_lab.scanner.walk import (
-    MIN_CHUNK,
-    CancelToken,
-    Entry,
-    FileResult,
-    ScanOptions,
-    check_digest,
-    failed,
-    scan_batch,
-    walk,
-)
+from adaptive_lab.scanner.walk import Entry, FileResult, failed, walk
 
 __all__ = ["CancelToken", "FileResult", "ScanOptions", "ScanSummary", "Scanner",
            "scan", "scan_batch"]

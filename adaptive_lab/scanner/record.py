@@ -1,7 +1,7 @@
 """Recording real scans for traces and fidelity checks: :func:`record_scan`.
 
 The scanner over a warm generated corpus, in phases, on an
-:class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` recording a trace; used by
+:class:`~adaptive_lab.AdaptiveThreadPoolExecutor` recording a trace; used by
 ``adaptive-lab validate-sim`` and ``scripts/record_data.py`` (the traces in ``data/``).
 Kept apart from :mod:`adaptive_lab.sim`, which only simulates.
 """
@@ -30,10 +30,10 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
     ----------
     phases
         ``[(profile, passes), ...]``: each phase scans the corpus ``passes`` times with
-        a :mod:`~adaptive_lab.workloads` profile (a name or a ``Profile``); a ``phase``
+        a scanner profile (a name or a :class:`~adaptive_lab.Profile`); a ``phase``
         event marks each start. A fixed amount of work, so makespans compare.
     corpus
-        Directory for :func:`~adaptive_lab.workloads.make_corpus` (made once; a first
+        Directory for :func:`~adaptive_lab.make_corpus` (made once; a first
         untimed pass warms the page cache).
     files, size_mix
         Corpus size and size mix ("A" log-normal, "B" 4 KiB).
@@ -43,7 +43,7 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
     batch_files
         Instead of the scanner, tasks of exactly this many files (the last of a pass
         may be shorter): the same walk, read, hash and match
-        (:func:`~adaptive_lab.walk.scan_batch`) and the scanner's backpressure, but a
+        (:func:`~adaptive_lab.scanner.read.scan_batch`) and the scanner's backpressure, but a
         task is the same unit of work in every run. The scanner sizes its batches from
         measured batch times, which include waiting for the GIL (and being
         preempted), so its task count depends on the pool size and the machine's
@@ -77,7 +77,7 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
     extra: dict[str, Any] = {} if batch_seconds is None else {"batch_seconds": batch_seconds}
     if batch_files is not None:
         extra = {"batch_files": batch_files}
-    workload = {"driver": "adaptive_lab.record.record_scan", "corpus": info.to_dict(),
+    workload = {"driver": "adaptive_lab.scanner.record.record_scan", "corpus": info.to_dict(),
                 "digest": digest, **extra,
                 "phases": [{"profile": pr.to_dict(), "passes": n} for pr, n in profs]}
     pool = AdaptiveThreadPoolExecutor(
@@ -110,7 +110,8 @@ def _scan_fixed_batches(root: str, pool: Any, batch_files: int, digest: str,
     import queue
     import time
 
-    from adaptive_lab.scanner.walk import FileResult, ScanOptions, check_digest, scan_batch, walk
+    from adaptive_lab.scanner.read import ScanOptions, check_digest, scan_batch
+    from adaptive_lab.scanner.walk import FileResult, walk
 
     opts = ScanOptions(digest=check_digest(digest), profile=profile,
                        started=time.monotonic())

@@ -1,4 +1,4 @@
-"""The scanner's hostile-tree-safe half: an iterative walk and the per-file read path.
+"""The scanner's hostile-tree-safe walk, and the records it and the readers produce.
 
 The walk keeps a stack of directory paths (never recursion, so any depth works) and
 lists one directory at a time through a directory file descriptor, so at most one
@@ -13,41 +13,27 @@ leading outside the root and files over the size limit become ``skipped``
 :class:`FileResult` records; directories that cannot be listed become ``error``
 records. Every name the walk sees yields exactly one item.
 
-:func:`scan_batch` is the read path the executor runs: module-level and picklable
-(process pools work), files opened with ``O_NONBLOCK`` (a file swapped for a FIFO
-after the walk cannot block a worker), read in chunks of at least 64 KiB (hashlib
-releases the GIL only for large buffers) into one reused buffer, and checked with
-``fstat`` after reading (see :func:`scan_batch` for what counts as a change).
+The read path the executor's workers run is :mod:`adaptive_lab.scanner.read`.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from adaptive_lab.scanner.profiles import Profile
-    from adaptive_lab.scanner.signatures import SignatureSet
+__all__ = ["SAFE_PATH", "Entry", "FileResult", "error_reason", "failed", "open_path",
+           "skipped", "walk"]
 
-__all__ = ["CancelToken", "Entry", "FileResult", "ScanOptions", "check_digest",
-           "error_reason", "open_path", "scan_batch", "walk"]
-
-# Stay well below PATH_MAX (4096) when handing a path to one system call.
-_SAFE_PATH = 4000
+#: Stay well below PATH_MAX (4096) when handing a path to one system call.
+SAFE_PATH = 4000
 _DIR_STEP_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 _DIR_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SHORT_PATH = 1024  # shorter directory paths are listed by path, longer through fds
 _FSENC, _FSERR = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-MIN_CHUNK = 1 << 16
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
 class FileResult(NamedTuple):
@@ -143,13 +129,13 @@ def open_path(path: bytes, flags: int) -> int:
     is opened relative to the previous one's descriptor (``openat``), so no single call
     sees an over-long path. Intermediate descriptors are closed before returning.
     """
-    if len(path) < _SAFE_PATH:
+    if len(path) < SAFE_PATH:
         return os.open(path, flags)
     groups: list[bytes] = []
     cur: list[bytes] = []
     length = 0
     for part in path.split(b"/"):
-        if cur and length + 1 + len(part) >= _SAFE_PATH:
+        if cur and length + 1 + len(part) >= SAFE_PATH:
             groups.append(b"/".join(cur) or b"/")
             cur, length = [], 0
         cur.append(part)
@@ -321,7 +307,7 @@ def _follow(e: os.DirEntry, path: bytes, root_real: bytes, visited: set,
         if exc.errno == errno.ENOENT:
             return skipped(path, "broken symlink")
         return failed(path, error_reason(exc))
-    if len(path) >= _SAFE_PATH:
+    if len(path) >= SAFE_PATH:
         return skipped(path, "symlink path too long to check")
     if not _inside(os.path.realpath(path), root_real):
         return skipped(path, "symlink outside root")
@@ -336,158 +322,3 @@ def _follow(e: os.DirEntry, path: bytes, root_real: bytes, visited: set,
             return skipped(path, "over max_file_size", st.st_size)
         return (path, st.st_size, index)
     return skipped(path, f"not a regular file: {_kind(st.st_mode)}")
-
-
-# -- the read path (runs in the executor's workers) ------------------------------------
-class CancelToken:
-    """A cancel flag shared with worker threads; pickles as a never-set flag.
-
-    Worker processes cannot see the caller's flag; they stop when their pending
-    batches are cancelled instead.
-    """
-
-    def __init__(self, event: threading.Event | None = None) -> None:
-        self.event = event if event is not None else threading.Event()
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
-
-    def set(self) -> None:
-        self.event.set()
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.event = threading.Event()
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    """What a worker needs to scan a batch (small and picklable)."""
-
-    digest: str | None = "sha256"
-    chunk_size: int = MIN_CHUNK
-    signatures: SignatureSet | None = None
-    profile: Profile | None = None
-    follow_symlinks: bool = False
-    started: float = 0.0  # time.monotonic() at scan start (for step profiles)
-
-
-def _hasher(name: str | None) -> Callable[[], Any] | None:
-    if name is None:
-        return None
-    ctor = getattr(hashlib, name, None)
-    if name in hashlib.algorithms_guaranteed and callable(ctor):
-        return ctor
-    return lambda: hashlib.new(name)
-
-
-def check_digest(name: str | None) -> str | None:
-    """Validate a digest name (any fixed-length ``hashlib`` algorithm, or None)."""
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise ValueError(f"digest must be a hashlib algorithm name, got {name!r}")
-    try:
-        h = hashlib.new(name)
-    except (ValueError, TypeError):
-        raise ValueError(f"digest: unknown hash algorithm {name!r}; available: "
-                         + ", ".join(sorted(hashlib.algorithms_available))) from None
-    if h.digest_size == 0 or name.startswith("shake"):
-        raise ValueError(f"digest: {name!r} has no fixed length; use sha256 or blake2b")
-    return name
-
-
-def scan_batch(items: list[Entry], options: ScanOptions, token: CancelToken | None = None
-               ) -> tuple[list[FileResult], float, int]:
-    """Scan a batch of files; return (results, seconds spent, files left unscanned).
-
-    Module-level and free of closures so process pools can pickle it. Stops between
-    files when ``token`` is set; the files not reached are counted, not reported.
-
-    A file is *changed during scan* (an ``error`` record) when the bytes read differ
-    from its size after reading, or, for a file read in several chunks, when its size
-    or mtime moved between the first chunk and the end. A file that is no longer a
-    regular file is ``skipped``. Reads stop at the size seen after the first chunk, so
-    a file that grows without end (or a device swapped in) cannot keep a worker busy.
-    """
-    t0 = time.perf_counter()
-    new_hash = _hasher(options.digest)
-    buf = bytearray(max(options.chunk_size, MIN_CHUNK))
-    view = memoryview(buf)
-    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
-    out: list[FileResult] = []
-    append = out.append
-    for i, item in enumerate(items):
-        if token is not None and token.is_set():
-            return out, time.perf_counter() - t0, len(items) - i
-        append(_scan_file(item, options, flags, new_hash, buf, view))
-    return out, time.perf_counter() - t0, 0
-
-
-_new_result = tuple.__new__  # FileResult(...) without the namedtuple's Python __new__
-
-
-def _scan_file(item: Entry, options: ScanOptions, flags: int,
-               new_hash: Callable[[], Any] | None, buf: bytearray, view: memoryview
-               ) -> FileResult:
-    """Read one file: one ``open``, ``readv`` and ``fstat`` for a file smaller than
-    the buffer (most files; each system call is a GIL hand-off between threads)."""
-    path, walk_size, index = item
-    profile = options.profile
-    if profile is not None:
-        profile.before_read(path, index, options.started)
-    try:
-        fd = os.open(path, flags) if len(path) < _SAFE_PATH else open_path(path, flags)
-    except OSError as exc:
-        return failed(path, error_reason(exc), walk_size)
-    try:
-        h = new_hash() if new_hash is not None else None
-        matcher = options.signatures.matcher() if options.signatures is not None else None
-        n = total = os.readv(fd, (buf,))
-        first = None  # fstat after a full first chunk: the reference for a long read
-        if n == len(buf):
-            first = os.fstat(fd)
-            if not stat.S_ISREG(first.st_mode):
-                return skipped(path, _CHANGED_TYPE, walk_size)
-        if profile is not None:
-            profile.inspect(bytes(view[:n]), path)  # the first chunk (empty files too)
-        while n:
-            chunk = view[:n]
-            if h is not None:
-                h.update(chunk)
-            if matcher is not None:
-                matcher.feed(chunk)
-            if first is None or total > first.st_size:
-                break
-            n = os.readv(fd, (buf,))
-            total += n
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return skipped(path, _CHANGED_TYPE, walk_size)
-        if total != st.st_size or (first is not None and (
-                first.st_size != st.st_size or first.st_mtime_ns != st.st_mtime_ns)):
-            return failed(path, "changed during scan", total)
-        matches = tuple(sorted(matcher.found)) if matcher is not None else ()
-        digest = h.hexdigest() if h is not None else None
-        return _new_result(FileResult, (os.fsdecode(path), total, digest, matches, "ok",
-                                        None, path))
-    except OSError as exc:
-        return _read_failed(fd, path, exc, walk_size)
-    finally:
-        os.close(fd)
-
-
-_CHANGED_TYPE = "not a regular file: changed type during scan"
-
-
-def _read_failed(fd: int, path: bytes, exc: OSError, size: int) -> FileResult:
-    """A read error: ``skipped`` if the name now holds something else (a FIFO with a
-    writer fails with EAGAIN), else an ``error`` naming the cause."""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return skipped(path, _CHANGED_TYPE, size)
-    except OSError:
-        pass
-    return failed(path, error_reason(exc), size)
