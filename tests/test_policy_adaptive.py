@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptive_lab.policies.adaptive import ThroughputSeekingPolicy
+from adaptive_lab.policies.adaptive import State, ThroughputSeekingPolicy
 from adaptive_lab.policies.base import Observation
 
 NAN = float("nan")
@@ -172,7 +172,7 @@ def test_regime_change_at_home_jumps_by_littles_law() -> None:
     # inside tasks: 1,200 x 0.02 / 24 = 1.0) -> no stall, jump at once to
     # rate_guess x R = 20,000 x 0.02 = 400.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home = "home", 24
+    p.state, p._home = State.CRUISE, 24
     p._next_probe = 100.0
     d = p(ob(0.1, 24, 13000, 0.0018))
     assert d.target == 24 and "hold at 24" in d.reason
@@ -187,7 +187,7 @@ def test_a_milder_regime_change_is_confirmed_then_probed() -> None:
     # At 12: 2,667/s at the same 4.5 ms, a proportional loss (elasticity 1): below the
     # knee, so climb 24 -> 48.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home = "home", 24
+    p.state, p._home = State.CRUISE, 24
     p._next_probe = 100.0
     p(ob(0.1, 24, 13000, 0.0018))
     d = p(ob(0.2, 24, 5333, 0.0045))
@@ -203,7 +203,7 @@ def test_probe_cycle_up_down_descend() -> None:
     # better -> probe down to 240 (floor(300 / 1.25)): 10,050/s >= 0.97 x max(10,000,
     # 10,100) -> descend to 120 (240 / 2): 6,000/s < 9,797 -> settle at 240.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0, probe_min=0.1)
-    p._mode, p._home, p._next_probe = "home", 300, 0.0
+    p.state, p._home, p._next_probe = State.CRUISE, 300, 0.0
     run_table(p, [
         (0.1, 300, 10000, 0.03, 375, "probe up 300->375"),
         (0.2, 375, 10100, 0.037, 240, "probe down 300->240"),
@@ -214,7 +214,7 @@ def test_probe_cycle_up_down_descend() -> None:
 
 def test_a_winning_probe_up_resumes_the_climb() -> None:
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home, p._next_probe = "home", 64, 0.0
+    p.state, p._home, p._next_probe = State.CRUISE, 64, 0.0
     run_table(p, [
         (0.1, 64, 3000, 0.021, 80, "probe up 64->80"),
         (0.2, 80, 3700, 0.021, 160, "probe up won"),         # 3700 >= 3000 x 1.05
@@ -223,15 +223,15 @@ def test_a_winning_probe_up_resumes_the_climb() -> None:
 
 def test_fruitless_probes_double_the_probe_period_up_to_probe_max() -> None:
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home, p._next_probe = "home", 16, 0.0
+    p.state, p._home, p._next_probe = State.CRUISE, 16, 0.0
     periods = []
     t = 0.0
     for _ in range(200):
         t += 0.1
-        n = p._expected or 16
+        n = p._last_target or 16
         x = 10000 * (1 - 0.1 * abs(math.log2(n / 16)))  # a peak at 16
         p(ob(t, n, x, n / x))
-        periods.append(p._period)
+        periods.append(p._probe_period)
     assert periods[0] == p.probe_min == 2.0 and max(periods) == p.probe_max == 8.0
     assert sorted(set(periods)) == [2.0, 4.0, 8.0]
 
@@ -333,7 +333,7 @@ def test_closed_loop_direction_changes_are_few_when_steady() -> None:
 
 # -- real threads -----------------------------------------------------------------------
 def test_real_pool_grows_under_5ms_sleeps_and_shrinks_when_idle() -> None:
-    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
 
     pol = ThroughputSeekingPolicy(idle_wait=0.3)
     pool = AdaptiveThreadPoolExecutor(max_workers=128, min_workers=2, policy=pol)
@@ -371,7 +371,7 @@ def test_a_step_during_the_probes_is_a_regime_change() -> None:
     # (60) 3,000/s and down (38) 1,900/s are both far below home with busy workers
     # and latency x8 -> jump to 20,000 x 20 ms = 400 instead of "found nothing".
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home, p._next_probe = "home", 48, 0.0
+    p.state, p._home, p._next_probe = State.CRUISE, 48, 0.0
     run_table(p, [
         (0.1, 48, 20000, 0.0024, 60, "probe up 48->60"),
         (0.2, 60, 3000, 0.02, 38, "probe down 48->38"),
@@ -385,7 +385,7 @@ def test_a_regime_probe_down_that_loses_proportionally_climbs() -> None:
     # elasticity (5900/2950 - 1)/(100/50 - 1) = 1.0 (Little 1.0): below the knee ->
     # climb to 200 rather than "found nothing".
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home, p._next_probe = "home", 100, 100.0
+    p.state, p._home, p._next_probe = State.CRUISE, 100, 100.0
     run_table(p, [
         (0.1, 100, 10000, 0.010, 100, "hold at 100"),
         (0.2, 100, 5900, 0.017, 100, "confirming"),
@@ -555,8 +555,9 @@ def test_a_descent_stops_at_rate_times_the_lowest_latency() -> None:
         return ob(t, n, x, r, lo=1).replace(process_cpu_percent=100 * x * 1e-4 / 2, cores=2)
 
     p(o(0.1, 2, 1700, 0.00115))  # the start measurement: rmin 1.15 ms at 2 workers
-    p._mode, p._home, p._xh, p._rh, p._xup = "down", 32, 6000.0, 32 / 6000, 6000.0
-    p._new_segment, p._expected = True, 25
+    p.state = State.PROBE_DOWN
+    p._home, p._home_rate, p._home_latency, p._up_rate = 32, 6000.0, 32 / 6000, 6000.0
+    p._restart_measure, p._last_target = True, 25
     d = p(o(0.2, 25, 6000, 25 / 6000))
     assert d.target == 14 and "descend 25->14" in d.reason, d
 
@@ -565,8 +566,9 @@ def test_the_descent_floor_needs_a_latency_from_a_much_smaller_pool() -> None:
     # The only latency seen is the current one (X R = n for a busy pool): no floor,
     # or no descent could ever start.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-    p._mode, p._home, p._xh, p._rh, p._xup = "down", 16, 6000.0, 16 / 6000, 6000.0
-    p._new_segment, p._expected = True, 12
+    p.state = State.PROBE_DOWN
+    p._home, p._home_rate, p._home_latency, p._up_rate = 16, 6000.0, 16 / 6000, 6000.0
+    p._restart_measure, p._last_target = True, 12
     d = p(ob(0.2, 12, 6000, 12 / 6000, lo=1))
     assert d.target == 6 and "descend 12->6" in d.reason, d
 
@@ -602,8 +604,9 @@ def test_a_descent_stops_at_one_thread_per_core() -> None:
     # flight): it stops at the core count. Without a core count it halves.
     for cores, target in ((2, 2), (math.nan, 1)):
         p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
-        p._mode, p._home, p._xh, p._rh, p._xup = "down", 4, 4000.0, 4 / 4000, 4000.0
-        p._new_segment, p._expected = True, 3
+        p.state = State.PROBE_DOWN
+        p._home, p._home_rate, p._home_latency, p._up_rate = 4, 4000.0, 4 / 4000, 4000.0
+        p._restart_measure, p._last_target = True, 3
         d = p(ob(0.2, 3, 5000, 3 / 5000, lo=1).replace(cores=cores))
         assert d.target == target and f"descend 3->{target}" in d.reason, d
 
@@ -634,7 +637,8 @@ def test_a_descent_needs_a_probe_step_of_room() -> None:
     # room. A move that small costs a settling window and says nothing: stay at 59.
     p = ThroughputSeekingPolicy(window=0.1, settle=0.0)
     p(ob(0.1, 2, 2 / 0.0052, 0.0052))  # the start measurement: R_min 5.2 ms at 2
-    p._mode, p._home, p._xh, p._rh, p._xup = "down", 105, 5599.0, 105 / 5599, 5599.0
-    p._new_segment, p._expected = True, 59
+    p.state = State.PROBE_DOWN
+    p._home, p._home_rate, p._home_latency, p._up_rate = 105, 5599.0, 105 / 5599, 5599.0
+    p._restart_measure, p._last_target = True, 59
     d = p(ob(0.2, 59, 5488, 59 / 5488))
     assert d.target == 59 and "at the minimum" in d.reason, d

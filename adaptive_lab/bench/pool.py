@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
 from adaptive_lab.trace.format import host_info
 
 SCHEMA = "adaptive-lab/pool-bench"
@@ -67,7 +67,8 @@ def run_pool_benchmark(sizes: Sequence[int] = (1, 2, 4, 8, 32), tasks: int = 20_
         for size in sizes:
             makers = {
                 "ThreadPoolExecutor": lambda s=size: cf.ThreadPoolExecutor(s),
-                "AdaptiveThreadPoolExecutor": lambda s=size: AdaptiveThreadPoolExecutor(s),
+                "AdaptiveThreadPoolExecutor":
+                    lambda s=size: AdaptiveThreadPoolExecutor(s, policy=None),
             }
             rates: dict[str, list[float]] = {k: [] for k in makers}
             pools = {k: make() for k, make in makers.items()}

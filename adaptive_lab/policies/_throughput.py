@@ -1,5 +1,6 @@
 """Measurement helpers of the default policy (:mod:`.adaptive`): completions per pool
-size, throughput elasticities, and the constants its rules read them with.
+size, throughput elasticities, the CPU and bandwidth-delay bounds, and the constants its
+rules read them with (docs/default-policy.md gives the measurements behind each).
 
 Pure functions and small value types, no clock and no threads: the policy feeds them
 the observations it is given, so replays are deterministic.
@@ -12,10 +13,66 @@ from dataclasses import dataclass, field
 
 from adaptive_lab.policies.base import Observation
 
+#: Little's law reads the knee from latency only if the workers spend most of their time
+#: inside tasks (X * R / n above this). Short GIL-bound tasks wait for the GIL *between*
+#: tasks, so their run time stays flat while the pool is already past the knee.
+LITTLE_MIN_UTIL = 0.7
+
+#: The CPU cap needs at least this fraction of ``cpu_limit`` busy: below it the reading is
+#: mostly fixed overhead (with process CPU: the scanner's walk, the controller), which
+#: would make a slow-task workload look CPU-heavy; the cap would be over 4x the size.
+CPU_CAP_MIN_BUSY = 0.25
+
+#: With at least as many threads as cores and this many cores busy, the process's Python
+#: code (one core at a time under the GIL) is the bottleneck: measured, 3 threads lost
+#: 10-40 % to 2 on warm hashing (1.3-1.5 cores busy) and on pure Python (1.1), and 38
+#: lost to 27 on 1 ms storage (1.3). Applies when ``cpu_limit`` is automatic (0).
+GIL_BUSY = 0.95
+
+#: At a thread per core with the GIL saturated, under this many cores busy and at least
+#: ``GIL_SERIAL_USER`` of them in user mode, the threads only take turns running Python
+#: (pure Python: 1.08 cores busy with 2 threads, 0.96 in user mode; 1 thread made 6-9 %
+#: more; cold reads 1.05 but 0.54 user, and 1 thread lost 25 %): probe one thread fewer.
+GIL_SERIAL_BUSY = 1.25
+GIL_SERIAL_USER = 0.8
+
+#: Workers kept per bandwidth-delay product ``X * R_min`` (BBR's ``cwnd_gain``, 2): at
+#: exactly the product any latency jitter costs throughput. Measured here, the best
+#: fixed sizes were 1.3-2.5x it, and 1.25x it lost 5-15 % on 1 and 5 ms storage.
+BDP_GAIN = 2.0
+
+#: A window whose submissions exceed ``FEEDING`` x its completions (plus the pool size)
+#: had the submitter busy: process CPU then counts the submit loop as the tasks' cost
+#: (20,000 submits of 20 ms sleeps: 0.6 cores at 2 workers, a "CPU cap" of 6 where 384
+#: is best), so without the workers' own CPU that window's CPU reading is not used.
+FEEDING = 2.0
+
+#: Little-law climb: a climb step whose latency stayed this flat (Little elasticity at
+#: least this) is in the linear region, so with a deep queue the next size is the
+#: Little's-law size ``rate_guess x R`` at once rather than ``growth`` x.
+LINEAR = 0.8
+
 
 def _as_cores(percent: float, obs: Observation) -> float:
     """A process CPU % of ``obs`` (relative to all its cores) as cores kept busy."""
     return percent * obs.cores / 100.0
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One measured size: ``rate`` tasks/s, mean ``latency`` s (NaN if unknown),
+    ``cpu`` cores the tasks kept busy and ``user_cpu`` the process's user-mode cores."""
+
+    n: int
+    rate: float
+    latency: float
+    cpu: float = math.nan
+    user_cpu: float = math.nan
+
+    @property
+    def busy(self) -> float:
+        """Workers busy inside tasks by Little's law (``X R``); NaN when unknown."""
+        return self.rate * self.latency
 
 
 @dataclass
@@ -27,13 +84,14 @@ class _Segment:
     tasks: float = 0.0
     lat_sum: float = 0.0
     lat_tasks: float = 0.0
-    cpu_s: float = 0.0  # CPU-seconds the process used over cpu_dur
+    cpu_s: float = 0.0  # CPU-seconds the tasks used over cpu_dur
     cpu_dur: float = 0.0
-    usr_s: float = 0.0  # ... of which in user mode, over usr_dur
+    usr_s: float = 0.0  # the process's user-mode CPU-seconds, over usr_dur
     usr_dur: float = 0.0
     rates: list[tuple[float, float]] = field(default_factory=list)
 
-    def add(self, obs: Observation) -> None:
+    def add(self, obs: Observation, fed: float = 0.0) -> None:
+        """Add one window; ``fed`` is the tasks submitted during it."""
         done = max(0.0, obs.throughput * obs.dt)
         self.dur += obs.dt
         self.tasks += done
@@ -41,7 +99,9 @@ class _Segment:
         if math.isfinite(obs.latency_mean) and done > 0:
             self.lat_sum += obs.latency_mean * done
             self.lat_tasks += done
-        used = _as_cores(obs.process_cpu_percent, obs)
+        used = obs.task_cpu_cores  # the workers' own CPU
+        if not math.isfinite(used) and not fed > FEEDING * done + obs.workers:
+            used = _as_cores(obs.process_cpu_percent, obs)  # (old traces: process CPU)
         if math.isfinite(used) and used >= 0:
             self.cpu_s += used * obs.dt
             self.cpu_dur += obs.dt
@@ -66,52 +126,11 @@ class _Segment:
                 return x
         return self.rates[-1][0]  # pragma: no cover - unreachable
 
-    @property
-    def latency(self) -> float:
-        return self.lat_sum / self.lat_tasks if self.lat_tasks > 0 else math.nan
-
-    @property
-    def cores_busy(self) -> float:
-        """Cores the process kept busy (CPU-seconds per second); NaN if unknown."""
-        return self.cpu_s / self.cpu_dur if self.cpu_dur > 0 else math.nan
-
     def point(self) -> _Point:
+        latency = self.lat_sum / self.lat_tasks if self.lat_tasks > 0 else math.nan
+        cpu = self.cpu_s / self.cpu_dur if self.cpu_dur > 0 else math.nan
         user = self.usr_s / self.usr_dur if self.usr_dur > 0 else math.nan
-        return _Point(self.n, self.rate, self.latency, self.cores_busy, user)
-
-
-#: Little's law reads the knee from latency only if the workers spend most of their time
-#: inside tasks (X * R / n above this). Short GIL-bound tasks wait for the GIL *between*
-#: tasks, so their run time stays flat while the pool is already past the knee.
-LITTLE_MIN_UTIL = 0.7
-
-
-#: The CPU cap needs at least this fraction of ``cpu_limit`` busy: below it the reading is
-#: mostly the process's fixed overhead (the scanner's walk, the controller), which would
-#: make a slow-task workload look CPU-heavy; the cap would be over 4x the size anyway.
-CPU_CAP_MIN_BUSY = 0.25
-
-
-#: With at least as many threads as cores and this many cores busy, the process's Python
-#: code (one core at a time under the GIL) is the bottleneck: measured, 3 threads lost
-#: 10-40 % to 2 on warm hashing (1.3-1.5 cores busy) and on pure Python (1.1), and 38
-#: lost to 27 on 1 ms storage (1.3). Applies when ``cpu_limit`` is automatic (0).
-GIL_BUSY = 0.95
-
-#: At a thread per core with the GIL saturated, under this many cores busy and at least
-#: ``GIL_SERIAL_USER`` of them in user mode, the threads only take turns running Python
-#: (pure Python: 1.08 cores busy with 2 threads, 0.96 in user mode; 1 thread made 6-9 %
-#: more). Warm hashing keeps 1.5 cores busy (the GIL is released while hashing); cold
-#: reads 1.05, but half of it is the kernel's I/O work (0.54 user), and there 1 thread
-#: lost 25 % to 2. Then the policy probes one thread fewer.
-GIL_SERIAL_BUSY = 1.25
-GIL_SERIAL_USER = 0.8
-
-#: Workers kept per bandwidth-delay product ``X * R_min`` (BBR's ``cwnd_gain``, 2): at
-#: exactly the product any latency jitter costs throughput. Measured here, the best
-#: fixed sizes were 1.3-2.5x it (1 ms storage 8-16 for 6.5, 5 ms 64 for 29, 20 ms
-#: 128-256 for 104), and 1.25x it lost 5-15 % on 1 and 5 ms.
-BDP_GAIN = 2.0
+        return _Point(self.n, self.rate, latency, cpu, user)
 
 
 def _little_elasticity(n0: int, x0: float, r0: float, n1: int, x1: float, r1: float
@@ -130,7 +149,7 @@ def _little_elasticity(n0: int, x0: float, r0: float, n1: int, x1: float, r1: fl
 def _busy_in_tasks(p: _Point) -> bool:
     """Whether the workers spend most of their time inside tasks (Little's law, X R / n),
     so latency says where the knee is. False for GIL-bound tasks, which wait between."""
-    return p.n > 0 and p.x > 0 and p.r > 0 and p.x * p.r / p.n >= LITTLE_MIN_UTIL
+    return p.n > 0 and p.rate > 0 and p.latency > 0 and p.busy / p.n >= LITTLE_MIN_UTIL
 
 
 def _combined(eff_x: float, eff_r: float) -> float:
@@ -141,10 +160,27 @@ def _combined(eff_x: float, eff_r: float) -> float:
     return eff_x
 
 
-@dataclass(frozen=True)
-class _Point:
-    n: int
-    x: float  # throughput, tasks/s
-    r: float  # mean task latency, s (NaN if unknown)
-    u: float = math.nan  # cores the process kept busy (NaN if unknown)
-    uu: float = math.nan  # ... in user mode: Python code, not kernel I/O work
+def cpu_cap(p: _Point, cores: float, cpu_limit: float) -> float:
+    """The largest size the CPU leaves room for: ``p.n`` workers kept ``p.cpu`` cores
+    busy, so ``p.n * limit / p.cpu`` fill ``limit`` cores (inf when unknown). Little's
+    law with the measured CPU per task ``c`` for the rate (``n / u = R / c``, Goetz's
+    ``cores x (1 + W/C)``). With the GIL saturated more threads only queue for it."""
+    limit = cpu_limit if cpu_limit > 0 else cores
+    if not (limit > 0 and p.cpu >= CPU_CAP_MIN_BUSY * limit):  # NaN fails too
+        return math.inf
+    if cpu_limit <= 0 and p.cpu >= GIL_BUSY and p.n >= cores:
+        return float(p.n)
+    return p.n * limit / p.cpu
+
+
+def bandwidth_delay(p: _Point, min_latency: float, min_latency_at: int) -> float:
+    """Workers needed to carry ``p.rate`` at the lowest latency seen, ``X * R_min``
+    (Little's law; BBR's bandwidth-delay product), or NaN when unknown. Only for tasks
+    that mostly wait (CPU per task under a quarter of ``R_min``: a GIL queue inflates
+    the latency of CPU-heavy tasks), and only when ``R_min`` was measured at under half
+    the size (less contention), else it is just ``X R = n`` and says nothing."""
+    r = min_latency
+    if not (r > 0 and p.rate > 0 and 2 * min_latency_at <= p.n):
+        return math.nan
+    c = p.cpu / p.rate if p.cpu > 0 else math.nan
+    return math.nan if c >= 0.25 * r else p.rate * r
