@@ -89,11 +89,11 @@ def test_trace_data_matches_figure():
 
 def test_compare_figure():
     a, b = synthetic_trace(), synthetic_trace(n=20, policy="fixed")
-    fig = viz.compare_figure([a, b], ["seed", "fixed 8"])
+    fig = viz.compare_figure([a, b], ["threshold", "fixed 8"])
     groups = {d.legendgroup for d in fig.data}
-    assert groups == {"seed", "fixed 8"}
+    assert groups == {"threshold", "fixed 8"}
     assert len(fig.data) == 8
-    assert fig.data[0].name.startswith("seed (")
+    assert fig.data[0].name.startswith("threshold (")
     fig2 = viz.compare_figure({"x": a})
     assert fig2.data[0].legendgroup == "x"
     fig3 = viz.compare_figure([a, b])

@@ -1,6 +1,6 @@
 """``adaptive-lab bench-replay``: how fast are replay, sweeps and simulation?
 
-Targets (issue 5): open-loop replay of a one-hour trace (3,600 samples) <= 20 ms; a
+Targets: open-loop replay of a one-hour trace (3,600 samples) <= 20 ms; a
 1,000-point threshold sweep over it <= 2 s; a closed-loop simulation of one hour fast
 enough for a slider (<= 100 ms). Timings are best-of-N wall times in this process
 (the machine may be shared: read them as ratios to the targets).

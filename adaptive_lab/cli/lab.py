@@ -7,7 +7,7 @@ or benchmark the replay explorer's slider.
   and stores only the outputs of ``# NBVAL_CHECK_OUTPUT`` cells (no widget state), so
   ``pytest --nbval-lax`` has fresh reference numbers;
 * ``adaptive-lab lab --bench-slider`` measures the kernel time of a
-  :class:`~adaptive_lab.widgets.ReplayExplorer` slider move on a synthetic 1-hour
+  :class:`~adaptive_lab.ReplayExplorer` slider move on a synthetic 1-hour
   trace (3,600 samples) and prints / saves JSON.
 """
 
@@ -124,7 +124,7 @@ def hour_trace(n: int = 3600, seed: int = 1) -> Any:
     """A synthetic 1-hour trace (``n`` samples at 1 s, decisions every 5 s).
 
     Arrivals follow a slow sine with latency alternating 5 / 20 ms every 10 minutes;
-    the recorded sizes come from the seed's rules, so a replay has work to do.
+    the recorded sizes come from the threshold policy's rules, so a replay has work to do.
     """
     from adaptive_lab.trace.format import Trace, make_header
 

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             from adaptive_lab.ui import figures as viz
         except ImportError as exc:
-            raise ValueError(f"--html needs adaptive_lab.viz and plotly ({exc}); "
+            raise ValueError(f"--html needs plotly ({exc}); "
                              "pip install 'adaptive-lab[notebooks]'") from None
         if args.mode == "open":
             fig = viz.trace_figure(trace, replayed=result)

@@ -1,8 +1,8 @@
 """``adaptive-lab validate-sim``: measure the simulator's error against live runs.
 
 Records live runs of two policies on the same workload (the real scanner over a warm
-corpus, :func:`adaptive_lab.record.record_scan`), fits a
-:class:`~adaptive_lab.model.WorkloadModel` on each run, simulates the *other* policy
+corpus, :func:`adaptive_lab.scanner.record.record_scan`), fits a
+:class:`~adaptive_lab.WorkloadModel` on each run, simulates the *other* policy
 on it and reports the relative error of throughput, makespan and mean worker count.
 
 The ``local`` profile records pinned to one CPU by default (``--cpus``): unpinned, a
@@ -41,7 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="latency", choices=sorted(DEFAULTS),
-                        help="workload profile (adaptive_lab.workloads; default latency)")
+                        help="workload profile (a scanner profile; default latency)")
     parser.add_argument("--files", type=int, default=None,
                         help="corpus files (default per profile: latency 2000, local 4000)")
     parser.add_argument("--passes", type=int, default=None,

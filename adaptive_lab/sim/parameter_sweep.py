@@ -3,9 +3,9 @@
 Two modes:
 
 * ``closed`` (default): :func:`~adaptive_lab.sim.simulate` per point on a fitted
-  :class:`~adaptive_lab.model.WorkloadModel` (about a controller tick per sample per
+  :class:`~adaptive_lab.sim.model.WorkloadModel` (about a controller tick per sample per
   point, so tens of ms each).
-* ``open``: :func:`~adaptive_lab.replay.replay` per point on the recorded trace (the
+* ``open``: :func:`~adaptive_lab.sim.open_loop.replay` per point on the recorded trace (the
   sizes ignore feedback), then the recorded work is pushed through a fluid queue at
   the replayed sizes with the model's capacity to estimate throughput and makespan.
   For :class:`~adaptive_lab.policies.threshold.ThresholdPolicy` the open-loop rules

@@ -51,7 +51,7 @@ def require_plotly() -> Any:
         import plotly.graph_objects as go
     except ImportError as exc:  # pragma: no cover - exercised by test with a blocked import
         raise ImportError(
-            "adaptive_lab.viz needs plotly, which is an optional dependency: "
+            "adaptive_lab.ui needs plotly, which is an optional dependency: "
             f"{INSTALL_HINT}"
         ) from exc
     return go
