@@ -1,7 +1,7 @@
 """Measuring one benchmark run and summarising numbers: instruments (timed
 executors, a resource sampler thread) and pure statistics.
 
-Used by :mod:`adaptive_lab.bench` (the runner) and :mod:`adaptive_lab.bench_report`
+Used by :mod:`adaptive_lab.bench.runner` and :mod:`adaptive_lab.bench.report`
 (aggregates and verdicts). The statistics are pure functions, so the tests check them
 against values worked out by hand.
 """

@@ -5,8 +5,8 @@
   the queue, CPU and throughput it shows the policy are those of the recorded run,
   whatever size the policy picks. Use it to see *when* and *why* a policy would move.
 * :func:`adaptive_lab.sim.simulate` (closed loop) runs the policy against a fitted
-  :class:`~adaptive_lab.model.WorkloadModel` on simulated time, through the very same
-  :class:`~adaptive_lab.controller.Controller` a live pool uses, with a
+  :class:`~adaptive_lab.sim.model.WorkloadModel` on simulated time, through the very
+  same :class:`~adaptive_lab.control.controller.Controller` a live pool uses, with a
   ``SimulatedPool`` in place of the executor. Other sizes change the queue and
   throughput, as far as the model is right (its error is measured by
   ``adaptive-lab validate-sim``).
