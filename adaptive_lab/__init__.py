@@ -28,8 +28,8 @@ from adaptive_lab.executors.thread import (
     default_bounds,
 )
 from adaptive_lab.policies import (
-    ANCHOR_POLICIES,
-    SEED_DEFAULTS,
+    PORTED_POLICIES,
+    THRESHOLD_DEFAULTS,
     AIMDPolicy,
     Decision,
     FixedPolicy,
@@ -46,6 +46,7 @@ from adaptive_lab.policies import (
     VegasPolicy,
     available_policies,
     make_policy,
+    param,
     parse_assignments,
     policy_class,
     register_policy,
@@ -87,9 +88,9 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'adaptive_lab' has no attribute {name!r}")
 
 __all__ = [
-    "ANCHOR_POLICIES",
+    "PORTED_POLICIES",
     "PROFILES",
-    "SEED_DEFAULTS",
+    "THRESHOLD_DEFAULTS",
     "AIMDPolicy",
     "AdaptiveThreadPoolExecutor",
     "BenchSettings",
@@ -142,6 +143,7 @@ __all__ = [
     "make_corpus",
     "make_policy",
     "native_scan_command",
+    "param",
     "parse_assignments",
     "parse_signatures",
     "plain_loop_scan",

@@ -131,10 +131,10 @@ def _row(name: str, kind: str, fps: list[float], workers: int | None = None,
 def test_report_claim_verdicts(report_fps: list[float], base_fps: list[float],
                                tpe_fps: list[float], events: int, vs_base: bool,
                                vs_tpe: bool) -> None:
-    from adaptive_lab.policies import SEED_DEFAULTS
+    from adaptive_lab.policies import THRESHOLD_DEFAULTS
 
     # the baseline has the report's min_workers (4 on up to 4 cores)
-    rows = [_row("baseline-4", "baseline", base_fps, SEED_DEFAULTS["min_workers"]),
+    rows = [_row("baseline-4", "baseline", base_fps, THRESHOLD_DEFAULTS["min_workers"]),
             _row("tpe-default", "tpe_default", tpe_fps, 6),
             _row("report-threshold", "report", report_fps, events=events)]
     verdict = report_claim(rows, "baseline-4")

@@ -1,8 +1,8 @@
-"""Seed ThresholdPolicy and FixedPolicy: table-driven, like Kubernetes' HPA tests.
+"""ThresholdPolicy and FixedPolicy: table-driven, like Kubernetes' HPA tests.
 
 Each row is one situation with the expected target written out by hand from the
-seed's rules (shared/DESIGN.md): memory > 85 -> -2; cpu > 80 and queue < 2 -> -2;
-cpu < 40 and queue > 20 -> +4; queue > 5 -> +2; else hold; clamp to bounds.
+original design report's threshold rules: memory > 85 -> -2; cpu > 80 and queue < 2
+-> -2; cpu < 40 and queue > 20 -> +4; queue > 5 -> +2; else hold; clamp to bounds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import pytest
 
 from adaptive_lab.policies import (
-    SEED_DEFAULTS,
+    THRESHOLD_DEFAULTS,
     Decision,
     FixedPolicy,
     Observation,
@@ -44,7 +44,7 @@ THRESHOLD_TABLE = [
     ("hold below min is raised to min", 2, 50.0, 50.0, 0, 4, 24, 4, "hold"),
     ("unknown cpu: no cpu rule fires, queue rule does", 10, NAN, 50.0, 30, 4, 24, 12, "+2"),
     ("unknown memory and cpu, idle: hold", 10, NAN, NAN, 0, 4, 24, 10, "hold"),
-    ("seed bounds: 2 cores -> 4..24", 24, 10.0, 50.0, 30, 4, 24, 24, "clamped"),
+    ("report bounds: 2 cores -> 4..24", 24, 10.0, 50.0, 30, 4, 24, 24, "clamped"),
 ]
 
 
@@ -60,7 +60,7 @@ def test_threshold_rules(name, workers, cpu, mem, queue, lo, hi, expected, why):
     assert why in d.reason
 
 
-def test_threshold_defaults_are_the_seeds():
+def test_threshold_parameters_default_to_the_reports():
     assert ThresholdPolicy().params() == {
         "scale_up_cpu": 40.0, "scale_up_queue": 20, "scale_down_cpu": 80.0,
         "scale_down_queue": 2, "memory_pressure": 85.0, "moderate_queue": 5,
@@ -68,14 +68,14 @@ def test_threshold_defaults_are_the_seeds():
     }
 
 
-def test_seed_defaults_by_name():
+def test_threshold_defaults_by_name():
     from adaptive_lab._host import available_cores
 
     cores = available_cores()
-    assert SEED_DEFAULTS["min_workers"] == max(4, cores)
-    assert SEED_DEFAULTS["max_workers"] == min(100, cores * 12)
-    assert SEED_DEFAULTS["interval"] == 5.0
-    assert SEED_DEFAULTS["metrics_log_interval"] == 30.0
+    assert THRESHOLD_DEFAULTS["min_workers"] == max(4, cores)
+    assert THRESHOLD_DEFAULTS["max_workers"] == min(100, cores * 12)
+    assert THRESHOLD_DEFAULTS["interval"] == 5.0
+    assert THRESHOLD_DEFAULTS["metrics_log_interval"] == 30.0
 
 
 def test_smoothing_damps_a_single_spike():
@@ -161,3 +161,25 @@ def test_registry_and_cli_assignments():
 def test_decision_requires_int_target():
     with pytest.raises(TypeError):
         Decision(2.5, "x")  # type: ignore[arg-type]
+
+
+def test_observation_task_cpu_cores_defaults_to_unknown():
+    obs = Observation(t=0.0, workers=4)
+    assert math.isnan(obs.task_cpu_cores) and "task_cpu_cores" in obs.to_dict()
+    assert Observation(t=0.0, workers=4, task_cpu_cores=1.5).task_cpu_cores == 1.5
+
+
+def test_replayed_observations_carry_task_cpu_cores():
+    from pathlib import Path
+
+    from adaptive_lab.sim.open_loop import observations
+    from adaptive_lab.trace.format import SAMPLE_FIELDS, Trace
+
+    if "task_cpu_cores" not in SAMPLE_FIELDS:
+        pytest.skip("the trace format does not record task_cpu_cores yet")
+    rec = Trace.load(Path(__file__).resolve().parents[1] / "data" / "latency.jsonl")
+    _, before = observations(rec)  # recorded before the field existed: unknown
+    assert before and all(math.isnan(o.task_cpu_cores) for o in before)
+    samples = [{**s, "task_cpu_cores": 0.25 * (i % 4)} for i, s in enumerate(rec.samples)]
+    idx, obs = observations(Trace(header=rec.header, samples=samples, events=[]))
+    assert [o.task_cpu_cores for o in obs] == [0.25 * (i % 4) for i in idx]

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adaptive_lab.policies import (
+    PORTED_POLICIES,
     Observation,
     Param,
     available_policies,
@@ -25,8 +26,8 @@ from adaptive_lab.policies import (
 )
 
 NAN = float("nan")
-ANCHORS = ["hill_climbing", "aimd", "gradient2", "vegas", "target_tracking", "occupancy",
-           "utilization_band"]
+PORTED = ["hill_climbing", "aimd", "gradient2", "vegas", "target_tracking", "occupancy",
+          "utilization_band"]
 
 maybe_nan = st.one_of(
     st.just(NAN), st.floats(0.0, 100.0), st.sampled_from([0.0, 1e-9, 1e6, 1e12])
@@ -86,9 +87,9 @@ def run(policy, lo: int, hi: int, start: int, steps: list[dict]) -> list[tuple[i
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenario())
 def test_targets_in_bounds_and_replay_deterministic(sc) -> None:
-    # one scenario drives every anchor (generating scenarios is the slow part)
+    # one scenario drives every ported policy (generating scenarios is the slow part)
     lo, hi, start, steps = sc
-    for name in ANCHORS:
+    for name in PORTED:
         policy = make_policy(name)
         first = run(policy, lo, hi, start, steps)
         again = run(policy.with_params(), lo, hi, start, steps)
@@ -96,7 +97,7 @@ def test_targets_in_bounds_and_replay_deterministic(sc) -> None:
 
 
 @pytest.mark.parametrize("name", ["hill_climbing", "vegas"])
-def test_seed_changes_random_choices_only_through_the_seed(name: str) -> None:
+def test_random_choices_come_only_from_the_seed_parameter(name: str) -> None:
     # same seed -> same run; the seed is a parameter, so it is in the trace header
     p = make_policy(name, seed=5)
     assert p.params()["seed"] == 5
@@ -116,8 +117,8 @@ def _bad_values(p: Param) -> list:
 
 CASES = [
     (name, p, bad)
-    for name in ANCHORS
-    for p in policy_class(name).PARAMS
+    for name in PORTED
+    for p in policy_class(name).param_specs()
     for bad in _bad_values(p)
 ]
 
@@ -148,8 +149,9 @@ def test_unknown_parameter_is_named() -> None:
 
 
 # -- registry ---------------------------------------------------------------------------
-def test_every_anchor_is_registered() -> None:
-    assert set(ANCHORS) <= set(available_policies())
+def test_every_ported_policy_is_registered() -> None:
+    assert [cls.name for cls in PORTED_POLICIES] == PORTED
+    assert set(PORTED) <= set(available_policies())
     assert {"threshold", "fixed"} <= set(available_policies())  # kept
 
 
@@ -157,18 +159,18 @@ def test_every_anchor_is_registered() -> None:
 def test_builds_with_defaults_and_metadata(name: str) -> None:
     p = make_policy(name)
     assert p.name == name
-    assert p.params() == {q.name: q.default for q in type(p).PARAMS}
-    for q in type(p).PARAMS:
+    assert p.params() == {q.name: q.default for q in type(p).param_specs()}
+    for q in type(p).param_specs():
         assert q.low <= q.default <= q.high, q
         assert q.step > 0 and q.description
-    if name in ANCHORS:  # each port's docstring names its source and its defaults
+    if name in PORTED:  # each port's docstring names its source and its defaults
         doc = type(p).__doc__ or ""
         assert "Source" in doc and "Defaults" in doc, name
 
 
-@pytest.mark.parametrize("name", ANCHORS)
+@pytest.mark.parametrize("name", PORTED)
 def test_cli_string_assignments(name: str) -> None:
-    specs = policy_class(name).PARAMS
+    specs = policy_class(name).param_specs()
     items = [f"{q.name}={str(q.default).lower() if q.kind is bool else q.default}"
              for q in specs]
     p = make_policy(name, **parse_assignments(items))

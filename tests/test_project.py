@@ -75,7 +75,7 @@ def test_public_surface_is_explicit():
         "FakeClock", "FixedPolicy", "Observation", "Param", "Policy", "PoolStats",
         "PsutilMetrics", "Recorder", "ScriptedMetrics", "SystemClock", "SystemSample",
         "ThresholdPolicy", "Trace", "TraceFormatError", "WorkerPoolMetrics",
-        "available_policies", "make_policy", "SEED_DEFAULTS",
+        "available_policies", "make_policy", "THRESHOLD_DEFAULTS",
     }
     missing = expected - set(adaptive_lab.__all__)
     assert not missing, f"removed from the public API: {missing}"

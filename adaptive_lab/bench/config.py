@@ -10,7 +10,7 @@ configurations, per workload profile, and reports throughput and cost side by si
   ``max_workers=N`` and no policy, for every N of the sweep; the best is the *oracle*
   (same mechanism as the policies, so the ratio isolates the policy);
 * ``report-threshold``: :class:`~adaptive_lab.ThresholdPolicy` with the report's
-  bounds (``SEED_DEFAULTS``) and 5 s interval;
+  bounds (``THRESHOLD_DEFAULTS``) and 5 s interval;
 * ``policy:NAME``: every registered policy with its defaults and the package's
   default bounds (:func:`~adaptive_lab.default_bounds`).
 

@@ -19,13 +19,13 @@ import numpy as np
 
 from adaptive_lab.bench.config import BenchConfig, BenchProfile, BenchSettings
 from adaptive_lab.bench.stats import converge_time, describe, steady_after
-from adaptive_lab.policies import SEED_DEFAULTS
+from adaptive_lab.policies import THRESHOLD_DEFAULTS
 
 #: The original report claimed 15-20 %; the claim holds if the gain is >= 15 %.
 CLAIM_PERCENT = 15.0
 #: The report's threshold policy as the report configured it (bounds, 5 s interval).
 REPORT_CONFIG = "report-threshold"
-REPORT_MIN_WORKERS = SEED_DEFAULTS["min_workers"]
+REPORT_MIN_WORKERS = THRESHOLD_DEFAULTS["min_workers"]
 METRICS = ("files_per_s", "ms_per_file", "task_p50_ms", "task_p95_ms", "peak_cpu_percent",
            "peak_rss_mb", "mean_workers", "max_workers", "worker_seconds",
            "direction_changes_per_min", "scale_events", "elapsed_s")

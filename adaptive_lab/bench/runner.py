@@ -48,7 +48,7 @@ def make_executor(config: BenchConfig, timer: TaskTimer, record: Path | None,
     """Build the executor of ``config`` (our pool records to ``record``)."""
     if config.kind in ("baseline", "tpe_default"):
         return TimedThreadPoolExecutor(timer, config.workers if config.kind == "baseline" else None)
-    from adaptive_lab.policies import SEED_DEFAULTS, ThresholdPolicy, make_policy
+    from adaptive_lab.policies import THRESHOLD_DEFAULTS, ThresholdPolicy, make_policy
 
     cls = timed_pool_class()
     kw: dict[str, Any] = {"record": record, "workload": workload,
@@ -56,9 +56,9 @@ def make_executor(config: BenchConfig, timer: TaskTimer, record: Path | None,
     if config.kind == "fixed":
         ex = cls(max_workers=config.workers, **kw)
     elif config.kind == "report":  # the threshold policy as the original report set it
-        ex = cls(max_workers=SEED_DEFAULTS["max_workers"],
-                 min_workers=SEED_DEFAULTS["min_workers"], policy=ThresholdPolicy(),
-                 interval=float(SEED_DEFAULTS["interval"]), **kw)
+        ex = cls(max_workers=THRESHOLD_DEFAULTS["max_workers"],
+                 min_workers=THRESHOLD_DEFAULTS["min_workers"], policy=ThresholdPolicy(),
+                 interval=float(THRESHOLD_DEFAULTS["interval"]), **kw)
     else:
         ex = cls(policy=make_policy(config.policy or ""), **kw)
     ex._bench_timer = timer

@@ -484,7 +484,7 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
 
     def status(self) -> dict[str, Any]:
         """The seed's status dict (its 11 keys) plus the live counters."""
-        from adaptive_lab.policies.threshold import SEED_DEFAULTS
+        from adaptive_lab.policies.threshold import THRESHOLD_DEFAULTS
 
         st = self.stats()
         m = self.metrics()
@@ -507,7 +507,7 @@ class AdaptiveThreadPoolExecutor(_base.Executor):
             "cpu_percent": obs.cpu_percent if obs is not None else None,
             "memory_percent": obs.memory_percent if obs is not None else None,
             "policy": ctl.policy.describe() if ctl is not None and ctl.policy else None,
-            "seed_defaults": dict(SEED_DEFAULTS),
+            "seed_defaults": dict(THRESHOLD_DEFAULTS),
         }
         status.update({f"pool_{k}": v for k, v in st.to_dict().items() if k != "task_times"})
         return status

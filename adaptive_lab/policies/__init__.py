@@ -5,7 +5,6 @@ from adaptive_lab.policies.aimd import AIMDPolicy
 from adaptive_lab.policies.base import (
     Decision,
     Observation,
-    Param,
     Policy,
     UnknownParameterError,
     clamp_target,
@@ -14,6 +13,7 @@ from adaptive_lab.policies.fixed import FixedPolicy
 from adaptive_lab.policies.gradient import Gradient2Policy, VegasPolicy
 from adaptive_lab.policies.hill_climbing import HillClimbingPolicy
 from adaptive_lab.policies.occupancy import OccupancyPolicy
+from adaptive_lab.policies.params import Param, param
 from adaptive_lab.policies.registry import (
     available_policies,
     make_policy,
@@ -22,11 +22,12 @@ from adaptive_lab.policies.registry import (
     register_policy,
 )
 from adaptive_lab.policies.target_tracking import TargetTrackingPolicy
-from adaptive_lab.policies.threshold import SEED_DEFAULTS, ThresholdPolicy, seed_cores
+from adaptive_lab.policies.threshold import THRESHOLD_DEFAULTS, ThresholdPolicy
 from adaptive_lab.policies.utilization_band import UtilizationBandPolicy
 
-#: The ports of the field's controllers (issue 4), in the order the docs list them.
-ANCHOR_POLICIES = (
+#: Ports of known controllers (.NET, Netflix, Kubernetes, Dask, OpenStack), in the
+#: order the docs list them.
+PORTED_POLICIES = (
     HillClimbingPolicy,
     AIMDPolicy,
     Gradient2Policy,
@@ -36,12 +37,12 @@ ANCHOR_POLICIES = (
     UtilizationBandPolicy,
 )
 
-for _cls in (ThresholdPolicy, FixedPolicy, ThroughputSeekingPolicy, *ANCHOR_POLICIES):
+for _cls in (ThresholdPolicy, FixedPolicy, ThroughputSeekingPolicy, *PORTED_POLICIES):
     register_policy(_cls)
 
 __all__ = [
-    "ANCHOR_POLICIES",
-    "SEED_DEFAULTS",
+    "PORTED_POLICIES",
+    "THRESHOLD_DEFAULTS",
     "AIMDPolicy",
     "Decision",
     "FixedPolicy",
@@ -60,8 +61,8 @@ __all__ = [
     "available_policies",
     "clamp_target",
     "make_policy",
+    "param",
     "parse_assignments",
     "policy_class",
     "register_policy",
-    "seed_cores",
 ]

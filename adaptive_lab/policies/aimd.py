@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
 def rtt_of(obs: Observation, use_p50: bool) -> float:
@@ -69,15 +69,13 @@ class AIMDPolicy(Policy):
     """
 
     name = "aimd"
-    PARAMS = (
-        Param("backoff_ratio", 0.9, 0.5, 0.99, 0.01,
-              "multiplicative decrease on a drop or timeout"),
-        Param("timeout", 5.0, 1e-6, 3600.0, 0.1,
-              "task run time (s) above which a sample counts as a drop"),
-        Param("initial_limit", 0, 0, 100_000, 1,
-              "starting limit (0 = the pool's current size)", int),
-        Param("use_p50", False, 0, 1, 1, "RTT = median task time instead of the mean", bool),
-    )
+    backoff_ratio: float = param(default=0.9, low=0.5, high=0.99, step=0.01,
+                                 doc="multiplicative decrease on a drop or timeout")
+    timeout: float = param(default=5.0, low=1e-6, high=3600.0, step=0.1,
+                           doc="task run time (s) above which a sample counts as a drop")
+    initial_limit: int = param(default=0, low=0, high=100_000, step=1,
+                               doc="starting limit (0 = the pool's current size)")
+    use_p50: bool = param(default=False, doc="RTT = median task time instead of the mean")
 
     def reset(self) -> None:
         self._limit: int | None = None

@@ -1,15 +1,17 @@
-"""Observation, Decision, Param and the Policy base class.
+"""Observation, Decision and the Policy base class.
 
 A policy is a small, pure object: ``decide(observation) -> Decision``. Any state it
 keeps (a history, an EWMA, a cooldown) is driven by the observations' timestamps
 ``t`` only, never by the wall clock, so the same policy code gives the same answers
 live, in replay and in simulation.
 
-Every policy declares its tunable parameters as :class:`Param` objects (range, step,
-one-line description). Construction validates them and raises :class:`ValueError`
-naming the parameter; ``params()`` serialises them; ``with_params(**kw)`` returns a
-fresh copy; ``set_params(**kw)`` retunes a running policy (thread-safe), which is what
-the live monitor's sliders use.
+Every policy declares its tunable parameters once, as typed class attributes with
+:func:`~adaptive_lab.policies.params.param` (range, step, one-line description).
+From that declaration come: construction that validates and raises
+:class:`ValueError` naming the parameter; ``param_specs()`` (the :class:`Param`
+metadata CLIs and sliders read); ``params()`` (serialised values); ``with_params(**kw)``
+(a fresh copy) and ``set_params(**kw)`` (retune a running policy, thread-safe; what the
+live monitor's sliders use).
 """
 
 from __future__ import annotations
@@ -18,8 +20,23 @@ import math
 import sys
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, fields, replace
+from types import MappingProxyType, SimpleNamespace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adaptive_lab.policies.params import Param, ParamAttribute, _Declaration, build_param, param
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+elif TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:  # Python 3.10 at run time: the decorator only informs type checkers
+
+    def dataclass_transform(**_: Any) -> Any:
+        return lambda cls: cls
+
+__all__ = ["NAN", "Decision", "Observation", "Param", "Policy", "UnknownParameterError",
+           "clamp_target", "param"]
 
 NAN = float("nan")
 
@@ -62,6 +79,10 @@ class Observation:
         Length of the window the rates above cover, in seconds.
     min_workers, max_workers
         The bounds the controller will clamp to; policies may use them to plan.
+    task_cpu_cores
+        CPU used by the pool's worker threads over the window, in cores (their CPU
+        seconds / ``dt``; NaN when unknown). Unlike ``process_cpu_percent`` it leaves
+        out the rest of the process (the submitting thread, the controller).
     """
 
     t: float
@@ -85,6 +106,7 @@ class Observation:
     max_workers: int = sys.maxsize
     cores: float = NAN
     process_user_cpu_percent: float = NAN
+    task_cpu_cores: float = NAN
 
     def __post_init__(self) -> None:
         if self.alive < 0:
@@ -122,107 +144,62 @@ class Decision:
             raise TypeError(f"Decision.target must be an int, got {self.target!r}")
 
 
-@dataclass(frozen=True)
-class Param:
-    """A tunable policy parameter: default, inclusive range, step and description.
-
-    ``kind`` is ``int``, ``float`` or ``bool``. A CLI flag or an ipywidgets slider is
-    generated from this metadata, so it is written once.
-    """
-
-    name: str
-    default: float
-    low: float
-    high: float
-    step: float
-    description: str
-    kind: type = float
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def validate(self, value: Any, owner: str = "policy") -> float:
-        """Return ``value`` coerced to ``kind``; raise ValueError naming the parameter."""
-        where = f"{owner} parameter '{self.name}'"
-        if self.kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-                return value.lower() in ("true", "1")
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-            raise ValueError(f"{where} must be a bool, got {value!r}")
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ValueError(f"{where} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where} must be a number, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{where} must be finite, got {value!r}")
-        if self.kind is int:
-            if float(value) != int(value):
-                raise ValueError(f"{where} must be an integer, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
-        if not (self.low <= value <= self.high):
-            raise ValueError(
-                f"{where} must be in [{self.low}, {self.high}] ({self.description}), "
-                f"got {value!r}"
-            )
-        return value
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly description, for CLIs, sliders and trace headers."""
-        return {
-            "name": self.name,
-            "default": self.default,
-            "low": self.low,
-            "high": self.high,
-            "step": self.step,
-            "description": self.description,
-            "kind": self.kind.__name__,
-        }
-
-
 class UnknownParameterError(ValueError, TypeError):
     """A parameter name the policy does not have (a ValueError and a TypeError)."""
 
 
+@dataclass_transform(kw_only_default=True, eq_default=False, field_specifiers=(param,))
 class Policy(ABC):
     """Base class of scaling policies.
 
-    Subclasses set ``name`` (registry key) and ``PARAMS`` and implement
-    :meth:`decide`. Parameter values are available as attributes
-    (``self.scale_up_cpu``). Override :meth:`_check` for cross-parameter rules and
-    :meth:`reset` to clear state.
+    Subclasses set ``name`` (registry key), declare their parameters as class
+    attributes (``smoothing: float = param(default=0.0, low=0.0, high=0.99, step=0.01,
+    doc="...")``) and implement :meth:`decide`. Parameter values read as attributes
+    (``self.smoothing``); assigning one is ``set_params``. Override :meth:`_check` for
+    cross-parameter rules and :meth:`reset` to clear state.
     """
 
     name: ClassVar[str] = "policy"
-    PARAMS: ClassVar[tuple[Param, ...]] = ()
+    _specs: ClassVar[MappingProxyType[str, Param]] = MappingProxyType({})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "PARAMS" in vars(cls):  # the old positional tuple: fail loudly, not silently
+            raise TypeError(f"{cls.__name__}: declare parameters as typed class attributes "
+                            "with param(), not a PARAMS tuple")
+        annotations = vars(cls).get("__annotations__", {})
+        declared = [build_param(attr, value, annotations.get(attr), cls.__name__)
+                    for attr, value in vars(cls).items() if isinstance(value, _Declaration)]
+        specs = dict(cls._specs)  # inherited declarations first, in order
+        for spec in declared:
+            if hasattr(Policy, spec.name):
+                raise TypeError(f"{cls.__name__} parameter '{spec.name}' would hide "
+                                f"Policy.{spec.name}")
+            specs[spec.name] = spec
+            setattr(cls, spec.name, ParamAttribute(spec))  # the class, once, not instances
+        cls._specs = MappingProxyType(specs)
 
     def __init__(self, **params: Any) -> None:
         self._lock = threading.RLock()
-        values = self._validated({p.name: p.default for p in self.PARAMS}, params)
-        self._params: dict[str, Any] = values
-        for k, v in values.items():
-            setattr(self, k, v)
+        defaults = {p.name: p.default for p in self._specs.values()}
+        self._param_values = SimpleNamespace(**self._validated(defaults, params))
         self.reset()
 
     # -- parameters -------------------------------------------------------------
     @classmethod
     def param_specs(cls) -> tuple[Param, ...]:
         """The parameters this policy accepts, with ranges and descriptions."""
-        return cls.PARAMS
+        return tuple(cls._specs.values())
 
     @classmethod
     def param_spec(cls, name: str) -> Param:
         """The :class:`Param` called ``name``."""
-        for p in cls.PARAMS:
-            if p.name == name:
-                return p
-        known = ", ".join(p.name for p in cls.PARAMS) or "none"
-        raise UnknownParameterError(f"{cls.__name__} has no parameter '{name}' (known: {known})")
+        try:
+            return cls._specs[name]
+        except KeyError:
+            known = ", ".join(cls._specs) or "none"
+            raise UnknownParameterError(
+                f"{cls.__name__} has no parameter '{name}' (known: {known})") from None
 
     def _validated(self, base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         out = dict(base)
@@ -235,9 +212,8 @@ class Policy(ABC):
         """Cross-parameter validation; raise ValueError naming the parameter."""
 
     def params(self) -> dict[str, Any]:
-        """Current parameter values (a copy, JSON-serialisable)."""
-        with self._lock:
-            return dict(self._params)
+        """Current parameter values (a copy, JSON-serialisable), in declaration order."""
+        return dict(vars(self._param_values))
 
     def with_params(self, **changes: Any) -> Policy:
         """A new policy of the same class with some parameters changed and fresh state."""
@@ -246,13 +222,12 @@ class Policy(ABC):
     def set_params(self, **changes: Any) -> None:
         """Retune this policy in place, keeping its state (thread-safe).
 
-        Used to tune a running pool; all changes are validated before any is applied.
+        Used to tune a running pool; all changes are validated before any is applied,
+        and the values are swapped as one snapshot, so a decision sees either the old
+        values or the new ones, never a mix.
         """
         with self._lock:
-            values = self._validated(self._params, changes)
-            self._params = values
-            for k, v in values.items():
-                setattr(self, k, v)
+            self._param_values = SimpleNamespace(**self._validated(self.params(), changes))
 
     def describe(self) -> dict[str, Any]:
         """Name, class and parameters, as stored in a trace header."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
 class FixedPolicy(Policy):
@@ -12,7 +12,7 @@ class FixedPolicy(Policy):
     """
 
     name = "fixed"
-    PARAMS = (Param("n", 8, 1, 4096, 1, "the fixed number of workers", int),)
+    n: int = param(default=8, low=1, high=4096, step=1, doc="the fixed number of workers")
 
     def __init__(self, n: int | None = None, **params: object) -> None:
         if n is not None:

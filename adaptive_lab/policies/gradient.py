@@ -12,7 +12,7 @@ import math
 import random
 
 from adaptive_lab.policies.aimd import FailureCounter, bound_limit, initial_limit, rtt_of
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
 class ExpAvg:
@@ -57,16 +57,17 @@ class Gradient2Policy(Policy):
     """
 
     name = "gradient2"
-    PARAMS = (
-        Param("smoothing", 0.2, 0.0, 1.0, 0.05, "weight of the new estimate in the limit"),
-        Param("long_window", 600, 1, 100_000, 10, "samples in the long-term RTT average", int),
-        Param("rtt_tolerance", 1.5, 1.0, 10.0, 0.1,
-              "latency increase tolerated before the limit shrinks"),
-        Param("queue_size", 4, 0, 10_000, 1, "growth allowance added to the limit", int),
-        Param("initial_limit", 0, 0, 100_000, 1,
-              "starting limit (0 = the pool's current size)", int),
-        Param("use_p50", False, 0, 1, 1, "RTT = median task time instead of the mean", bool),
-    )
+    smoothing: float = param(default=0.2, low=0.0, high=1.0, step=0.05,
+                             doc="weight of the new estimate in the limit")
+    long_window: int = param(default=600, low=1, high=100_000, step=10,
+                             doc="samples in the long-term RTT average")
+    rtt_tolerance: float = param(default=1.5, low=1.0, high=10.0, step=0.1,
+                                 doc="latency increase tolerated before the limit shrinks")
+    queue_size: int = param(default=4, low=0, high=10_000, step=1,
+                            doc="growth allowance added to the limit")
+    initial_limit: int = param(default=0, low=0, high=100_000, step=1,
+                               doc="starting limit (0 = the pool's current size)")
+    use_p50: bool = param(default=False, doc="RTT = median task time instead of the mean")
 
     def reset(self) -> None:
         self._limit: float | None = None
@@ -130,15 +131,14 @@ class VegasPolicy(Policy):
     """
 
     name = "vegas"
-    PARAMS = (
-        Param("smoothing", 1.0, 0.0, 1.0, 0.05, "weight of the new estimate in the limit"),
-        Param("probe_multiplier", 30, 1, 10_000, 1,
-              "re-probe the no-load RTT every ~multiplier * limit samples", int),
-        Param("initial_limit", 0, 0, 100_000, 1,
-              "starting limit (0 = the pool's current size)", int),
-        Param("use_p50", False, 0, 1, 1, "RTT = median task time instead of the mean", bool),
-        Param("seed", 0, 0, 2**31 - 1, 1, "seed of the probe jitter", int),
-    )
+    smoothing: float = param(default=1.0, low=0.0, high=1.0, step=0.05,
+                             doc="weight of the new estimate in the limit")
+    probe_multiplier: int = param(default=30, low=1, high=10_000, step=1,
+                                  doc="re-probe the no-load RTT every ~multiplier * limit samples")
+    initial_limit: int = param(default=0, low=0, high=100_000, step=1,
+                               doc="starting limit (0 = the pool's current size)")
+    use_p50: bool = param(default=False, doc="RTT = median task time instead of the mean")
+    seed: int = param(default=0, low=0, high=2**31 - 1, step=1, doc="seed of the probe jitter")
 
     def reset(self) -> None:
         self._rng = random.Random(self.seed)

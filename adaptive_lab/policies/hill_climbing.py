@@ -13,7 +13,7 @@ import math
 import random
 from collections import deque
 
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
 def _wave_component(samples: list[float], total: int, count: int, period: float) -> complex:
@@ -79,36 +79,44 @@ class HillClimbingPolicy(Policy):
     """
 
     name = "hill_climbing"
-    PARAMS = (
-        Param("wave_period", 4, 2, 64, 1, "samples per square-wave period (Goertzel bin)", int),
-        Param("max_wave_magnitude", 20, 1, 1000, 1, "largest wave amplitude in threads", int),
-        Param("wave_magnitude_multiplier", 1.0, 0.0, 10.0, 0.1,
-              "scales the wave amplitude computed from the noise level"),
-        Param("wave_history_size", 8, 1, 64, 1, "wave periods of history analysed", int),
-        Param("bias", 0.15, 0.0, 1.0, 0.01,
-              "target throughput ratio: bias toward fewer threads"),
-        Param("target_snr", 3.0, 0.1, 100.0, 0.1, "signal-to-noise ratio for full confidence"),
-        Param("max_change_per_second", 4.0, 0.0, 1000.0, 0.5,
-              "gain: threads per second of sample at full move"),
-        Param("max_change_per_sample", 20.0, 0.0, 10_000.0, 1.0,
-              "cap on one upward move, in threads"),
-        Param("sample_interval_low", 0.010, 0.0, 60.0, 0.005,
-              "shortest random sample interval, seconds"),
-        Param("sample_interval_high", 0.200, 0.0, 60.0, 0.005,
-              "longest random sample interval, seconds"),
-        Param("error_smoothing", 0.01, 0.0, 1.0, 0.01,
-              "EWMA weight of the newest throughput-noise estimate"),
-        Param("gain_exponent", 2.0, 0.1, 10.0, 0.1,
-              "non-linear gain: small moves shrink, large ones grow"),
-        Param("max_sample_error", 0.15, 0.0, 10.0, 0.01,
-              "accumulate a sample until (threads-1)/completions is below this"),
-        Param("cpu_high", 95.0, 0.0, 100.0, 1.0, "refuse to add threads above this CPU %"),
-        Param("process_cpu", True, 0, 1, 1,
-              "guard on this process's CPU % (.NET on Unix) instead of system CPU %", bool),
-        Param("idle_timeout", 20.0, 0.0, 3600.0, 1.0,
-              "idle threads exit after this many seconds (0 = never), as .NET workers do"),
-        Param("seed", 0, 0, 2**31 - 1, 1, "seed of the random sample interval", int),
-    )
+    wave_period: int = param(default=4, low=2, high=64, step=1,
+                             doc="samples per square-wave period (Goertzel bin)")
+    max_wave_magnitude: int = param(default=20, low=1, high=1000, step=1,
+                                    doc="largest wave amplitude in threads")
+    wave_magnitude_multiplier: float = param(
+        default=1.0, low=0.0, high=10.0, step=0.1,
+        doc="scales the wave amplitude computed from the noise level")
+    wave_history_size: int = param(default=8, low=1, high=64, step=1,
+                                   doc="wave periods of history analysed")
+    bias: float = param(default=0.15, low=0.0, high=1.0, step=0.01,
+                        doc="target throughput ratio: bias toward fewer threads")
+    target_snr: float = param(default=3.0, low=0.1, high=100.0, step=0.1,
+                              doc="signal-to-noise ratio for full confidence")
+    max_change_per_second: float = param(default=4.0, low=0.0, high=1000.0, step=0.5,
+                                         doc="gain: threads per second of sample at full move")
+    max_change_per_sample: float = param(default=20.0, low=0.0, high=10_000.0, step=1.0,
+                                         doc="cap on one upward move, in threads")
+    sample_interval_low: float = param(default=0.010, low=0.0, high=60.0, step=0.005,
+                                       doc="shortest random sample interval, seconds")
+    sample_interval_high: float = param(default=0.200, low=0.0, high=60.0, step=0.005,
+                                        doc="longest random sample interval, seconds")
+    error_smoothing: float = param(default=0.01, low=0.0, high=1.0, step=0.01,
+                                   doc="EWMA weight of the newest throughput-noise estimate")
+    gain_exponent: float = param(default=2.0, low=0.1, high=10.0, step=0.1,
+                                 doc="non-linear gain: small moves shrink, large ones grow")
+    max_sample_error: float = param(
+        default=0.15, low=0.0, high=10.0, step=0.01,
+        doc="accumulate a sample until (threads-1)/completions is below this")
+    cpu_high: float = param(default=95.0, low=0.0, high=100.0, step=1.0,
+                            doc="refuse to add threads above this CPU %")
+    process_cpu: bool = param(
+        default=True,
+        doc="guard on this process's CPU % (.NET on Unix) instead of system CPU %")
+    idle_timeout: float = param(
+        default=20.0, low=0.0, high=3600.0, step=1.0,
+        doc="idle threads exit after this many seconds (0 = never), as .NET workers do")
+    seed: int = param(default=0, low=0, high=2**31 - 1, step=1,
+                      doc="seed of the random sample interval")
 
     def _check(self, values: dict) -> None:
         if values["sample_interval_low"] > values["sample_interval_high"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
 class OccupancyPolicy(Policy):
@@ -42,18 +42,18 @@ class OccupancyPolicy(Policy):
     """
 
     name = "occupancy"
-    PARAMS = (
-        Param("target_duration", 5.0, 0.01, 3600.0, 0.5,
-              "seconds the known work should take with the target worker count"),
-        Param("wait_count", 3, 1, 1000, 1,
-              "consecutive down recommendations before a worker is closed", int),
-        Param("interval", 1.0, 0.0, 3600.0, 0.5,
-              "seconds between adaptive ticks (0 = every decision)"),
-        Param("unknown_duration", 0.5, 0.0, 3600.0, 0.1,
-              "task duration (s) assumed while no task has finished"),
-        Param("down_to_busy", True, 0, 1, 1,
-              "when below the size, target the busy workers (Dask) instead of cpu", bool),
-    )
+    target_duration: float = param(
+        default=5.0, low=0.01, high=3600.0, step=0.5,
+        doc="seconds the known work should take with the target worker count")
+    wait_count: int = param(default=3, low=1, high=1000, step=1,
+                            doc="consecutive down recommendations before a worker is closed")
+    interval: float = param(default=1.0, low=0.0, high=3600.0, step=0.5,
+                            doc="seconds between adaptive ticks (0 = every decision)")
+    unknown_duration: float = param(default=0.5, low=0.0, high=3600.0, step=0.1,
+                                    doc="task duration (s) assumed while no task has finished")
+    down_to_busy: bool = param(
+        default=True,
+        doc="when below the size, target the busy workers (Dask) instead of cpu")
 
     def reset(self) -> None:
         self._last_tick: float | None = None

@@ -36,12 +36,20 @@ def make_policy(name: str, **params: Any) -> Policy:
     return policy_class(name)(**params)
 
 
-def parse_assignments(items: list[str] | None) -> dict[str, str]:
-    """Parse CLI ``key=value`` strings; values stay strings (Param.validate converts)."""
-    out: dict[str, str] = {}
+def parse_assignments(items: list[str] | None,
+                      policy: type[Policy] | None = None) -> dict[str, Any]:
+    """Parse CLI ``key=value`` strings (``--set``).
+
+    With ``policy``, each key must be one of its parameters and each value is
+    converted by that parameter's declaration (ValueError naming it otherwise);
+    without, values stay strings (the policy converts them when built).
+    """
+    out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
+        key = key.strip()
+        out[key] = (value.strip() if policy is None
+                    else policy.param_spec(key).validate(value.strip(), policy.__name__))
     return out

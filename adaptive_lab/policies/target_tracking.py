@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
 class TargetTrackingPolicy(Policy):
@@ -51,26 +51,31 @@ class TargetTrackingPolicy(Policy):
     """
 
     name = "target_tracking"
-    PARAMS = (
-        Param("target_utilization", 80, 1, 1000, 1, "target utilisation, percent", int),
-        Param("tolerance", 0.1, 0.0, 1.0, 0.01,
-              "no change while |1 - utilisation/target| is within this"),
-        Param("include_queue", False, 0, 1, 1,
-              "utilisation = (busy + queued) / workers instead of busy / workers", bool),
-        Param("sync_period", 15.0, 0.0, 3600.0, 1.0,
-              "seconds between HPA evaluations (0 = every decision)"),
-        Param("scale_up_window", 0.0, 0.0, 3600.0, 1.0,
-              "scale-up stabilisation window, s (minimum of recommendations)"),
-        Param("scale_down_window", 300.0, 0.0, 3600.0, 5.0,
-              "scale-down stabilisation window, s (maximum of recommendations)"),
-        Param("up_pods", 4, 0, 100_000, 1, "scale-up policy: workers added per period", int),
-        Param("up_percent", 100.0, 0.0, 10_000.0, 10.0,
-              "scale-up policy: percent added per period"),
-        Param("up_period", 15.0, 0.001, 3600.0, 1.0, "scale-up policy period, s"),
-        Param("down_percent", 100.0, 0.0, 100.0, 5.0,
-              "scale-down policy: percent removed per period"),
-        Param("down_period", 15.0, 0.001, 3600.0, 1.0, "scale-down policy period, s"),
-    )
+    target_utilization: int = param(default=80, low=1, high=1000, step=1,
+                                    doc="target utilisation, percent")
+    tolerance: float = param(default=0.1, low=0.0, high=1.0, step=0.01,
+                             doc="no change while |1 - utilisation/target| is within this")
+    include_queue: bool = param(
+        default=False,
+        doc="utilisation = (busy + queued) / workers instead of busy / workers")
+    sync_period: float = param(default=15.0, low=0.0, high=3600.0, step=1.0,
+                               doc="seconds between HPA evaluations (0 = every decision)")
+    scale_up_window: float = param(
+        default=0.0, low=0.0, high=3600.0, step=1.0,
+        doc="scale-up stabilisation window, s (minimum of recommendations)")
+    scale_down_window: float = param(
+        default=300.0, low=0.0, high=3600.0, step=5.0,
+        doc="scale-down stabilisation window, s (maximum of recommendations)")
+    up_pods: int = param(default=4, low=0, high=100_000, step=1,
+                         doc="scale-up policy: workers added per period")
+    up_percent: float = param(default=100.0, low=0.0, high=10_000.0, step=10.0,
+                              doc="scale-up policy: percent added per period")
+    up_period: float = param(default=15.0, low=0.001, high=3600.0, step=1.0,
+                             doc="scale-up policy period, s")
+    down_percent: float = param(default=100.0, low=0.0, high=100.0, step=5.0,
+                                doc="scale-down policy: percent removed per period")
+    down_period: float = param(default=15.0, low=0.001, high=3600.0, step=1.0,
+                               doc="scale-down policy period, s")
 
     def reset(self) -> None:
         self._last_sync: float | None = None

@@ -1,4 +1,4 @@
-"""The seed's threshold rules (``../shared/seed``), kept exact.
+"""The threshold rules of the original design report, kept exact.
 
 Rules, first match wins, relative to the current size ``workers``:
 
@@ -9,66 +9,61 @@ Rules, first match wins, relative to the current size ``workers``:
 5. otherwise hold.
 
 The result is clamped to ``[min_workers, max_workers]`` of the observation. The
-seed's optional smoothing is an EWMA of CPU % and queue depth with weight
-``smoothing`` on the previous value (0, the default, is the seed exactly).
+report's optional smoothing is an EWMA of CPU % and queue depth with weight
+``smoothing`` on the previous value (0, the default, is the report's rules exactly).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab._host import available_cores
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
-
-def seed_cores() -> int:
-    """CPU cores available to this process (affinity-aware, as the seed intended)."""
-    if hasattr(os, "process_cpu_count"):
-        n = os.process_cpu_count()  # Python 3.13+: affinity-aware
-    elif hasattr(os, "sched_getaffinity"):
-        n = len(os.sched_getaffinity(0))
-    else:  # pragma: no cover - non-Linux fallbacks
-        n = os.cpu_count()
-    return max(1, n or 1)
-
-
-#: The seed's defaults, by name: bounds, adjustment interval and metrics log period.
-SEED_DEFAULTS = {
-    "min_workers": max(4, seed_cores()),
-    "max_workers": min(100, seed_cores() * 12),
+#: The report's defaults for a pool run by the threshold policy, by name: bounds
+#: ``max(4, cores)`` .. ``min(100, 12 * cores)`` (cores: affinity- and cgroup-aware),
+#: adjustment interval and metrics log period, in seconds.
+THRESHOLD_DEFAULTS = {
+    "min_workers": max(4, available_cores()),
+    "max_workers": min(100, available_cores() * 12),
     "interval": 5.0,
     "metrics_log_interval": 30.0,
 }
 
 
 class ThresholdPolicy(Policy):
-    """The seed's CPU %, memory % and queue-depth threshold rules.
+    """CPU %, memory % and queue-depth threshold rules (the original design report's).
 
-    Source: ``shared/seed/adaptive-worker-scaling-report.md`` ("Scaling Algorithm").
+    Source: the original adaptive worker scaling design report ("Scaling Algorithm").
     Defaults: scale up at CPU < 40 % and queue > 20 (+4), scale down at CPU > 80 % and
     queue < 2 (-2), memory pressure at 85 % (-2), moderate queue > 5 (+2).
     """
 
     name = "threshold"
-    PARAMS = (
-        Param("scale_up_cpu", 40.0, 0.0, 100.0, 1.0,
-              "scale up by up_step when CPU % is below this and the queue is long"),
-        Param("scale_up_queue", 20, 0, 10_000, 1,
-              "queue depth above which low CPU means scale up by up_step", int),
-        Param("scale_down_cpu", 80.0, 0.0, 100.0, 1.0,
-              "scale down by down_step when CPU % is above this and the queue is short"),
-        Param("scale_down_queue", 2, 0, 10_000, 1,
-              "queue depth below which high CPU means scale down", int),
-        Param("memory_pressure", 85.0, 0.0, 100.0, 1.0,
-              "memory % above which the pool always scales down by down_step"),
-        Param("moderate_queue", 5, 0, 10_000, 1,
-              "queue depth above which the pool grows by moderate_step", int),
-        Param("up_step", 4, 0, 1_000, 1, "workers added on low CPU and a long queue", int),
-        Param("moderate_step", 2, 0, 1_000, 1, "workers added on a moderate queue", int),
-        Param("down_step", 2, 0, 1_000, 1, "workers removed on CPU or memory pressure", int),
-        Param("smoothing", 0.0, 0.0, 0.99, 0.01,
-              "EWMA weight of the previous CPU %/queue value (0 = no smoothing, the seed)"),
-    )
+    scale_up_cpu: float = param(
+        default=40.0, low=0.0, high=100.0, step=1.0,
+        doc="scale up by up_step when CPU % is below this and the queue is long")
+    scale_up_queue: int = param(default=20, low=0, high=10_000, step=1,
+                                doc="queue depth above which low CPU means scale up by up_step")
+    scale_down_cpu: float = param(
+        default=80.0, low=0.0, high=100.0, step=1.0,
+        doc="scale down by down_step when CPU % is above this and the queue is short")
+    scale_down_queue: int = param(default=2, low=0, high=10_000, step=1,
+                                  doc="queue depth below which high CPU means scale down")
+    memory_pressure: float = param(
+        default=85.0, low=0.0, high=100.0, step=1.0,
+        doc="memory % above which the pool always scales down by down_step")
+    moderate_queue: int = param(default=5, low=0, high=10_000, step=1,
+                                doc="queue depth above which the pool grows by moderate_step")
+    up_step: int = param(default=4, low=0, high=1_000, step=1,
+                         doc="workers added on low CPU and a long queue")
+    moderate_step: int = param(default=2, low=0, high=1_000, step=1,
+                               doc="workers added on a moderate queue")
+    down_step: int = param(default=2, low=0, high=1_000, step=1,
+                           doc="workers removed on CPU or memory pressure")
+    smoothing: float = param(
+        default=0.0, low=0.0, high=0.99, step=0.01,
+        doc="EWMA weight of the previous CPU %/queue value (0 = no smoothing, the report's rules)")
 
     def _check(self, values: dict) -> None:
         if values["scale_up_cpu"] > values["scale_down_cpu"]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from adaptive_lab.policies.base import Decision, Observation, Param, Policy
+from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
 def _first_false(lo: int, hi: int, pred: Callable[[int], bool]) -> int:
@@ -43,14 +43,13 @@ class UtilizationBandPolicy(Policy):
     """
 
     name = "utilization_band"
-    PARAMS = (
-        Param("grow_threshold", 0.8, 0.01, 1.0, 0.05,
-              "add a thread when (busy + queued) / threads reaches this"),
-        Param("shrink_threshold", 0.4, 0.0, 0.99, 0.05,
-              "stop an idle thread when (busy + queued) / threads falls to this"),
-        Param("max_steps", 0, 0, 100_000, 1,
-              "threads added/removed per decision (0 = until inside the band)", int),
-    )
+    grow_threshold: float = param(default=0.8, low=0.01, high=1.0, step=0.05,
+                                  doc="add a thread when (busy + queued) / threads reaches this")
+    shrink_threshold: float = param(
+        default=0.4, low=0.0, high=0.99, step=0.05,
+        doc="stop an idle thread when (busy + queued) / threads falls to this")
+    max_steps: int = param(default=0, low=0, high=100_000, step=1,
+                           doc="threads added/removed per decision (0 = until inside the band)")
 
     def _check(self, values: dict) -> None:
         if values["shrink_threshold"] >= values["grow_threshold"]:

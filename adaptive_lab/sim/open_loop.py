@@ -138,6 +138,8 @@ def _decision_fields(trace: Trace, interval: float, lo_b: int, hi_b: int
         "memory_percent": a["memory_percent"][idx].tolist(),
         "process_cpu_percent": a["process_cpu_percent"][idx].tolist(),
         "process_user_cpu_percent": a["process_user_cpu_percent"][idx].tolist(),
+        "task_cpu_cores": (a["task_cpu_cores"][idx].tolist() if "task_cpu_cores" in a
+                           else [NAN] * len(idx)),
         "available_mb": a["available_mb"][idx].tolist(),
         "completed": np.maximum(a["completed"][idx], 0).tolist(),
         "submitted": np.maximum(a["submitted"][idx], 0).tolist(),

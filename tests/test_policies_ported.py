@@ -1,4 +1,4 @@
-"""Table-driven tests of the anchor policies, in the style of Kubernetes' HPA tests.
+"""Table-driven tests of the ported controllers, in the style of Kubernetes' HPA tests.
 
 Each row feeds a sequence of observations to a fresh policy and lists the target
 each decision must produce, computed by hand from the source's formulas (the
