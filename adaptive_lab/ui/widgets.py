@@ -29,7 +29,7 @@ import numpy as np
 from adaptive_lab.ui import figures as viz
 
 if TYPE_CHECKING:  # pragma: no cover
-    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
     from adaptive_lab.policies.base import Param, Policy
     from adaptive_lab.trace.format import Trace
 
@@ -291,7 +291,8 @@ class ReplayExplorer:
 
     def _replay(self) -> Trace | None:
         """Run the chosen policy on the chosen trace; None (and ``error``) if invalid."""
-        from adaptive_lab.sim import closed_loop as sim
+        from adaptive_lab.sim.closed_loop import simulate
+        from adaptive_lab.sim.open_loop import replay
 
         try:
             policy = self.policy()
@@ -301,9 +302,9 @@ class ReplayExplorer:
         self.error = None
         interval = self.trace.header.get("interval")
         if self.mode == "open":
-            self.replayed = sim.replay(self.trace, policy, interval=interval)
+            self.replayed = replay(self.trace, policy, interval=interval)
         else:
-            self.replayed = sim.simulate(self._model(), policy, interval=interval)
+            self.replayed = simulate(self._model(), policy, interval=interval)
         return self.replayed
 
     def update(self, **params: Any) -> Trace | None:
