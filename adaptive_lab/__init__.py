@@ -21,12 +21,8 @@ from adaptive_lab.control.metrics import (
     SystemSample,
     WorkerPoolMetrics,
 )
-from adaptive_lab.executors.thread import (
-    AdaptiveThreadPoolExecutor,
-    BrokenThreadPool,
-    PoolStats,
-    default_bounds,
-)
+from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor, default_bounds
+from adaptive_lab.executors.thread import BrokenThreadPool, PoolStats
 from adaptive_lab.policies import (
     PORTED_POLICIES,
     THRESHOLD_DEFAULTS,
@@ -74,7 +70,8 @@ from adaptive_lab.sim import (
 )
 from adaptive_lab.trace.format import Trace, TraceFormatError
 from adaptive_lab.trace.recorder import Recorder
-from adaptive_lab.ui.widgets import LiveMonitor, ReplayExplorer
+from adaptive_lab.ui.explorer import ReplayExplorer
+from adaptive_lab.ui.monitor import LiveMonitor
 
 __version__ = "0.1.0"
 

@@ -188,7 +188,7 @@ def test_save_html_is_self_contained(tmp_path):
 def test_import_without_plotly_gives_install_hint():
     code = (
         "import sys; sys.modules['plotly'] = None; sys.modules['plotly.graph_objects'] = None\n"
-        "import adaptive_lab.ui.figures as v, adaptive_lab.ui.widgets\n"
+        "import adaptive_lab.ui.figures as v, adaptive_lab.ui.explorer, adaptive_lab.ui.monitor\n"
         "import adaptive_lab.ui.sweep_figures\n"
         "try:\n    v.trace_figure(None)\nexcept ImportError as e:\n    print('HINT', e)\n"
     )

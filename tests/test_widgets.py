@@ -17,7 +17,9 @@ pytest.importorskip("anywidget")
 from adaptive_lab import AdaptiveThreadPoolExecutor, ThresholdPolicy
 from adaptive_lab.policies import policy_class
 from adaptive_lab.trace.format import Trace, make_header
-from adaptive_lab.ui.widgets import LiveMonitor, ReplayExplorer, load_traces, slider_range
+from adaptive_lab.ui.explorer import ReplayExplorer
+from adaptive_lab.ui.monitor import LiveMonitor
+from adaptive_lab.ui.widgets import load_traces, slider_range
 
 
 def bursty_trace(n: int = 120, seed_rate: float = 300.0) -> Trace:
@@ -184,7 +186,7 @@ def test_live_monitor_follows_the_pool_and_retunes_the_policy():
 
 
 def test_live_monitor_needs_a_controller():
-    with AdaptiveThreadPoolExecutor(max_workers=2) as pool:
+    with AdaptiveThreadPoolExecutor(max_workers=2, policy=None) as pool:
         with pytest.raises(ValueError, match="pool"):
             LiveMonitor(pool)
 

@@ -159,7 +159,7 @@ def hour_trace(n: int = 3600, seed: int = 1) -> Any:
 
 def bench_slider(args: argparse.Namespace) -> int:
     """Move the first slider ``--moves`` times; report kernel ms per update."""
-    from adaptive_lab.ui.widgets import ReplayExplorer
+    from adaptive_lab.ui.explorer import ReplayExplorer
 
     if args.moves < 1:
         raise ValueError(f"--moves must be >= 1, got {args.moves}")
