@@ -1,9 +1,7 @@
-"""Measuring: cores, system samples (psutil, non-blocking) and the seed's task metrics.
+"""Host facts: the CPU cores this process may use (affinity and cgroup quota aware).
 
-Pure helpers (percentiles, :class:`WorkerPoolMetrics`) are kept apart from the one
-class that reads the machine (:class:`PsutilMetrics`). :class:`ScriptedMetrics` is the
-public test double: it replays given values so tests and simulations run without
-touching psutil.
+One copy of this fact for the whole package: the pools' default sizes, the policies'
+CPU arithmetic and the trace headers all read it from here.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Usage: ``python scripts/record_data.py [--only NAME ...] [--out data] [--corpus DIR]``
 
-Each trace is a real scan (:func:`adaptive_lab.record.record_scan`: the scanner over a
-warm corpus made by :func:`adaptive_lab.workloads.make_corpus`, on a live
-AdaptiveThreadPoolExecutor) under the seed's threshold policy with a short interval
+Each trace is a real scan (:func:`adaptive_lab.scanner.record.record_scan`: the scanner over a
+warm corpus made by :func:`adaptive_lab.scanner.corpus.make_corpus`, on a live
+AdaptiveThreadPoolExecutor) under the threshold policy with a short interval
 (0.5 s, samples every 0.1 s, bounds 2..24), so the replays are interesting. One more
 trace at a fixed size is the ground truth of the simulator's fixed-policy test.
 """

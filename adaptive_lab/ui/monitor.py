@@ -28,7 +28,7 @@ class LiveMonitor:
     Parameters
     ----------
     pool
-        An :class:`~adaptive_lab.pool.AdaptiveThreadPoolExecutor` with a controller
+        An :class:`~adaptive_lab.executors.adaptive.AdaptiveThreadPoolExecutor` with a controller
         (built with ``policy=`` or ``record=``). With ``record=`` the monitor reads the
         recorder (every sample and scale event); without, it collects
         ``controller.last_sample`` as it polls.
@@ -44,7 +44,7 @@ class LiveMonitor:
         controller stops (``pool.shutdown()``); call :meth:`stop` to join it (in a
         notebook, before the cell that checks results ends).
 
-    The figure is :func:`adaptive_lab.viz.trace_figure` as a ``go.FigureWidget``; its
+    The figure is :func:`adaptive_lab.ui.figures.trace_figure` as a ``go.FigureWidget``; its
     target-size trace is named ``"workers"``. ``sliders`` maps parameter name ->
     widget; moving one calls ``policy.set_params`` on the live policy and records a
     ``phase`` event ``set_params`` in the trace.

@@ -33,7 +33,7 @@ def _require_widgets() -> tuple[Any, Any]:
         import anywidget  # noqa: F401  (FigureWidget is built on it)
         import ipywidgets
     except ImportError as exc:  # pragma: no cover
-        raise ImportError("adaptive_lab.widgets needs ipywidgets and anywidget: "
+        raise ImportError("adaptive_lab.ui needs ipywidgets and anywidget: "
                           f"{viz.INSTALL_HINT}") from exc
     return ipywidgets, go
 

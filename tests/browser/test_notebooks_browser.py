@@ -25,7 +25,7 @@ QUICKSTART_NOTEBOOK = "01_quickstart.ipynb"
 # Generous: a failure shows within these, but a loaded 2-core machine (other test suites
 # running) must not make a healthy notebook fail. Typical times are printed with -s.
 RUN_TIMEOUT_MS = 120_000
-REPLAYED = "replayed target"  # adaptive_lab.viz.trace_figure's name for the replay's size
+REPLAYED = "replayed target"  # adaptive_lab.ui.figures.trace_figure's name for the replay's size
 RECORDED = "workers"  # ... and for the recorded target size, which a slider must not move
 
 # The notebook panel that is in front, with its connected kernel.
