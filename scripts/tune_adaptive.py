@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptive_lab.bench.stats import direction_changes
-from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
 from adaptive_lab.policies.adaptive import ThroughputSeekingPolicy
 from adaptive_lab.policies.base import Observation
 
@@ -134,7 +134,7 @@ def run_once(wl: Workload, size: int | None, duration: float, max_workers: int,
         pol = ThroughputSeekingPolicy(**(params or {}))
         pool = AdaptiveThreadPoolExecutor(max_workers=max_workers, policy=pol, record=True)
     else:
-        pool = AdaptiveThreadPoolExecutor(max_workers=size, record=True)
+        pool = AdaptiveThreadPoolExecutor(max_workers=size, policy=None, record=True)
     done = threading.Semaphore(0)
     release = done.release
     outstanding = 0

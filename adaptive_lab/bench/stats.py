@@ -96,7 +96,7 @@ class TimedThreadPoolExecutor(ThreadPoolExecutor):
 
 
 def timed_pool_class() -> type:
-    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
 
     class _TimedPool(AdaptiveThreadPoolExecutor):
         """Our pool with the same task timing as :class:`TimedThreadPoolExecutor`."""

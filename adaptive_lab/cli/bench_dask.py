@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                          "adaptive-lab[dask]") from None
     from concurrent.futures import ProcessPoolExecutor
 
-    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
     from adaptive_lab.integrations.dask import DASK_BATCH_SECONDS, PolicyAdaptive, scan_on_dask
     from adaptive_lab.policies import make_policy
     from adaptive_lab.scanner.core import scan
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             for r in range(-1, repeat):  # r = -1: untimed warm-up (imports in workers)
                 scan(root, digest=None)  # re-warm the page cache (others may drop it)
-                with AdaptiveThreadPoolExecutor(width) as pool:
+                with AdaptiveThreadPoolExecutor(width, policy=None) as pool:
                     runs = {
                         "local-default": lambda root, **kw: scan(root, **kw),
                         "local-threads": lambda root, **kw: scan(root, pool, **kw),

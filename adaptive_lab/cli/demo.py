@@ -38,7 +38,7 @@ def _scan(root: str, executor: cf.Executor, profile: object) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
     from adaptive_lab.scanner.corpus import make_corpus
     from adaptive_lab.scanner.profiles import profile_by_name
     from adaptive_lab.trace.format import Trace

@@ -69,7 +69,7 @@ def _profile(args: argparse.Namespace) -> Any:
 
 
 def _executor(args: argparse.Namespace, profile: Any) -> Any:
-    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
 
     workload = {"kind": "scan", "root": args.root, "profile": profile.to_dict(),
                 "digest": args.digest}
@@ -90,7 +90,7 @@ def _executor(args: argparse.Namespace, profile: Any) -> Any:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
         if args.set_params:
             raise ValueError("--set applies to a policy; it cannot be used with --workers")
-        return AdaptiveThreadPoolExecutor(args.workers, thread_name_prefix="scan",
+        return AdaptiveThreadPoolExecutor(args.workers, thread_name_prefix="scan", policy=None,
                                           record=args.record, workload=workload)
     return AdaptiveThreadPoolExecutor(thread_name_prefix="scan", policy=policy_from_args(args),
                                       record=args.record, workload=workload)

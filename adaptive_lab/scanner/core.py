@@ -402,15 +402,14 @@ def _is_process_pool(executor: Executor) -> bool:
 
 def _default_executor() -> Executor:
     try:
-        from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+        from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
     except ImportError:  # pragma: no cover - the pool ships with the package
         from concurrent.futures import ThreadPoolExecutor
 
         return ThreadPoolExecutor(thread_name_prefix="adaptive-lab-scan")
-    # Driven by the package's default policy: the right size differs by two orders of
+    # Adaptive by default, as the pool itself: the right size differs by two orders of
     # magnitude between warm local files (about 2) and 20 ms storage (about 300).
-    return AdaptiveThreadPoolExecutor(thread_name_prefix="adaptive-lab-scan",
-                                      policy="adaptive")
+    return AdaptiveThreadPoolExecutor(thread_name_prefix="adaptive-lab-scan")
 
 
 def _close(items: Iterator) -> None:

@@ -49,7 +49,7 @@ def record_scan(phases: list[tuple[Any, int]], policy: Policy, *,
         preempted), so its task count depends on the pool size and the machine's
         state, and varies between runs of the same policy.
     """
-    from adaptive_lab.executors.thread import AdaptiveThreadPoolExecutor
+    from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor
     from adaptive_lab.scanner.core import scan
     from adaptive_lab.scanner.corpus import make_corpus
     from adaptive_lab.scanner.profiles import Profile, profile_by_name
