@@ -250,7 +250,7 @@ def test_live_pool_scales_under_threshold_policy_and_records(tmp_path):
 
 
 def test_manual_resizes_are_recorded_without_a_policy():
-    ex = AdaptiveThreadPoolExecutor(4, record=True, sample_period=0.05,
+    ex = AdaptiveThreadPoolExecutor(4, policy=None, record=True, sample_period=0.05,
                                     metrics=ScriptedMetrics([calm()]))
     ex.resize(9, reason="by hand")
     ex.shutdown()
@@ -262,7 +262,7 @@ def test_manual_resizes_are_recorded_without_a_policy():
 def test_tick_cost_is_small(benchmark=None):
     """A tick outside the policy should cost well under 1 ms; checked loosely here
     (10 ms) because CI machines are noisy; `adaptive-lab bench-pool` reports speed."""
-    ex = AdaptiveThreadPoolExecutor(8)
+    ex = AdaptiveThreadPoolExecutor(8, policy=None)
     ctl = Controller(ex, FixedPolicy(8), interval=0.001, metrics=PsutilMetrics())
     list(ex.map(abs, range(5000)))
     t0 = time.process_time()

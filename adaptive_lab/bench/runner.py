@@ -54,7 +54,7 @@ def make_executor(config: BenchConfig, timer: TaskTimer, record: Path | None,
     kw: dict[str, Any] = {"record": record, "workload": workload,
                           "thread_name_prefix": "bench-pool"}
     if config.kind == "fixed":
-        ex = cls(max_workers=config.workers, **kw)
+        ex = cls(max_workers=config.workers, policy=None, **kw)
     elif config.kind == "report":  # the threshold policy as the original report set it
         ex = cls(max_workers=THRESHOLD_DEFAULTS["max_workers"],
                  min_workers=THRESHOLD_DEFAULTS["min_workers"], policy=ThresholdPolicy(),
