@@ -642,3 +642,136 @@ def test_a_descent_needs_a_probe_step_of_room() -> None:
     p._restart_measure, p._last_target = True, 59
     d = p(ob(0.2, 59, 5488, 59 / 5488))
     assert d.target == 59 and "at the minimum" in d.reason, d
+
+
+# -- the tasks' own CPU, not the submitter's -----------------------------------------
+# 2 workers, 100/s of 20 ms tasks (10 done in the 0.1 s window). Process CPU 30 % of 2
+# cores = 0.6 cores; the workers' own CPU (task_cpu_cores) is what the cap reads.
+CPU_SOURCES = [
+    # submitter busy (12,000 submitted > 2 x 10 done + 2) and no task CPU: process CPU
+    # is the submit loop, not used -> no cap: 20,000 x 20 ms = 400
+    (dict(submitted=12_000, process_cpu_percent=30.0, cores=2), 400, "jump 2->400"),
+    # no submissions this window: process CPU counts (old traces): 2 x 2 / 0.6 = 6.7
+    (dict(submitted=0, process_cpu_percent=30.0, cores=2), 6, "CPU cap 6.7"),
+    # the workers' own CPU is tiny: no cap, whatever the process used
+    (dict(submitted=12_000, process_cpu_percent=30.0, cores=2, task_cpu_cores=0.02), 400,
+     "jump 2->400"),
+    # the workers' own CPU is 0.5 cores: 2 x 2 / 0.5 = 8
+    (dict(submitted=12_000, process_cpu_percent=30.0, cores=2, task_cpu_cores=0.5), 8,
+     "CPU cap 8.0"),
+]
+
+
+@pytest.mark.parametrize(("fields", "target", "words"), CPU_SOURCES)
+def test_the_cpu_cap_reads_the_workers_cpu_not_the_submitters(fields: dict, target: int,
+                                                              words: str) -> None:
+    # (a capped jump is not certain: it waits for the full 0.3 s window)
+    p = ThroughputSeekingPolicy()
+    for t in (0.1, 0.2, 0.3):
+        d = p(ob(t, 2, 100, 0.02).replace(**fields))
+        if d.target != 2:
+            break
+    assert d.target == target, d.reason
+    assert words in d.reason
+
+
+@pytest.mark.parametrize(("task_cpu", "user", "target", "words"), [
+    (0.87, 50.0, 1, "probe down 2->1"),  # 0.87 cores, 0.87 ms per 2 ms task: GIL turns
+    (0.87, NAN, 2, "settle at 2"),  # user-mode CPU unknown: stay at a thread per core
+])
+def test_pure_python_on_the_workers_cpu_does_not_grow(task_cpu: float, user: float,
+                                                      target: int, words: str) -> None:
+    # 1000/s x 2 ms on 2 workers (busy inside tasks, Little would say 40); the workers'
+    # CPU 0.87 cores is under GIL_BUSY but CPU per task 0.87 ms >= 0.25 x 2 ms: serial.
+    p = ThroughputSeekingPolicy()
+    for t in (0.1, 0.2, 0.3):
+        d = p(ob(t, 2, 1000, 0.002, lo=1).replace(task_cpu_cores=task_cpu, cores=2,
+                                                 process_user_cpu_percent=user))
+    assert d.target == target, d.reason
+    assert words in d.reason and "CPU-bound" in d.reason
+
+
+def test_short_waits_with_little_cpu_per_task_still_jump() -> None:
+    # 2000/s x 1 ms, workers' CPU 0.2 cores (0.1 ms per task, under 0.25 x 1 ms and
+    # under a quarter of the cores): no cap, 20,000 x 1 ms = 20
+    d = ThroughputSeekingPolicy()(ob(0.1, 2, 2000, 0.001).replace(task_cpu_cores=0.2,
+                                                                  cores=2))
+    assert d.target == 20 and "jump 2->20" in d.reason
+
+
+# -- a deep queue: Little's law sizes the climb -----------------------------------------
+def _capped_start() -> ThroughputSeekingPolicy:
+    # the start jump capped at 6 by the CPU (0.6 cores at 2 workers), as when the
+    # submitter's CPU was counted
+    p = ThroughputSeekingPolicy()
+    for t in (0.1, 0.2):
+        p(ob(t, 2, 100, 0.02).replace(task_cpu_cores=0.6, cores=2))
+    d = p(ob(0.3, 2, 100, 0.02).replace(task_cpu_cores=0.6, cores=2))
+    assert d.target == 6 and "CPU cap 6.7" in d.reason
+    return p
+
+
+def test_a_linear_climb_with_a_deep_queue_jumps_by_littles_law_at_once() -> None:
+    # At 6: 300/s x 20 ms (latency flat: Little elasticity 1 >= 0.8), 10,000 queued:
+    # next = min(20,000 x 20 ms, 6 x 256, 10,000 + 6) = 400, decided on the first window
+    # after settling (0.4 is the transient) since the jump is certain.
+    p = _capped_start()
+    w = dict(task_cpu_cores=0.006, cores=2)
+    assert "measuring" in p(ob(0.4, 6, 250, 0.02, q=10_000).replace(**w)).reason
+    d = p(ob(0.5, 6, 300, 0.02, q=10_000).replace(**w))
+    assert d.target == 400 and "Little climb" in d.reason
+
+
+def test_a_shallow_queue_climbs_by_growth_after_a_full_window() -> None:
+    # Same, but only 3 queued (a bounded producer): x2 = 12 after window 0.3 s.
+    p = _capped_start()
+    w = dict(task_cpu_cores=0.006, cores=2)
+    for t in (0.4, 0.5, 0.6):
+        assert p(ob(t, 6, 300, 0.02, q=3).replace(**w)).target == 6
+    d = p(ob(0.7, 6, 300, 0.02, q=3).replace(**w))
+    assert d.target == 12 and "climb x2" in d.reason
+
+
+def test_a_deep_queue_past_the_linear_region_climbs_by_growth() -> None:
+    # Latency doubled with 3x the workers (Little elasticity 0.25 < 0.8): x2, not Little.
+    p = _capped_start()
+    w = dict(task_cpu_cores=0.006, cores=2)
+    for t in (0.4, 0.5, 0.6):
+        p(ob(t, 6, 150, 0.04, q=10_000).replace(**w))
+    d = p(ob(0.7, 6, 150, 0.04, q=10_000).replace(**w))
+    assert d.target == 12 and "climb x2" in d.reason
+
+
+# -- closed loop on the simulator: all at once and a bounded producer --------------------
+def _sim_rate(policy, model, init: int) -> float:
+    from adaptive_lab.sim.closed_loop import simulate as sim
+
+    tr = sim(model, policy, interval=0.05, sample_period=0.05, min_workers=1,
+             max_workers=512, initial_workers=init)
+    makespan = tr.header["makespan_s"]
+    assert makespan is not None
+    return model.total_tasks / makespan
+
+
+SIM_CASES = [
+    # (wait s, CPU s per task, CPU slots, window, tasks, fixed sizes swept)
+    (0.020, 60e-6, 1.0, 10**9, 30_000, (64, 128, 256, 384, 512)),  # all at once, 20 ms
+    (0.005, 60e-6, 1.0, 10**9, 30_000, (16, 32, 64, 128, 256)),    # all at once, 5 ms
+    (0.001, 50e-6, 1.0, 10**9, 30_000, (8, 16, 32, 64)),           # all at once, 1 ms
+    (0.020, 60e-6, 1.0, 128, 12_000, (32, 64, 128, 256)),          # bounded: 128 in flight
+    (0.005, 60e-6, 1.0, 64, 12_000, (16, 32, 64, 128)),            # bounded: 64
+    (0.0, 1e-3, 1.0, 10**9, 2_000, (1, 2, 4, 8)),                  # pure Python
+]
+
+
+@pytest.mark.parametrize(("wait", "cpu", "slots", "window", "tasks", "sizes"), SIM_CASES)
+def test_closed_loop_sim_reaches_090_of_the_best_fixed_size(
+        wait: float, cpu: float, slots: float, window: int, tasks: int, sizes: tuple) -> None:
+    from adaptive_lab.policies.fixed import FixedPolicy
+    from adaptive_lab.sim.model import Segment, WorkloadModel
+
+    model = WorkloadModel([Segment(0.0, 1.0, tasks, wait, cpu, slots)], cores=2,
+                          window=window)
+    best = max(_sim_rate(FixedPolicy(n), model, n) for n in sizes)
+    ours = _sim_rate(ThroughputSeekingPolicy(), model, 2)
+    assert ours >= 0.9 * best, (ours, best)

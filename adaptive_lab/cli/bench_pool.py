@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="workloads: tasks in flight for the bounded pattern")
     p.add_argument("--scale", type=float, default=1.0,
                    help="workloads: multiply every workload's task count")
-    p.add_argument("--deadline", type=float, default=2.5,
+    p.add_argument("--deadline", type=float, default=1.5,
                    help="workloads: cut a run after this many seconds")
     p.add_argument("--output", default=None,
                    help="JSON output path (default results/pool_bench.json or "

@@ -33,8 +33,19 @@ GIL_BUSY = 0.95
 #: ``GIL_SERIAL_USER`` of them in user mode, the threads only take turns running Python
 #: (pure Python: 1.08 cores busy with 2 threads, 0.96 in user mode; 1 thread made 6-9 %
 #: more; cold reads 1.05 but 0.54 user, and 1 thread lost 25 %): probe one thread fewer.
-GIL_SERIAL_BUSY = 1.25
+#: 1.1, not the 1.25 first chosen on process CPU: hashing is user-mode CPU too, and on a
+#: loaded machine 2 threads hashing 1 MiB buffers (the GIL released) kept 1.2 cores
+#: busy, probed 1 thread, found it as good while the other tenants ran, and stayed.
+GIL_SERIAL_BUSY = 1.1
 GIL_SERIAL_USER = 0.8
+
+#: The workers' own CPU misses the GIL time the submitter and the controller take, so a
+#: pure-Python loop on 2 workers shows 0.87 cores, not 1 (submitted all at once: then the
+#: cap read 2 x 2 / 0.87 = 4.6 and a step to 4 lost 6 %). From ``GIL_SERIAL_MIN`` cores,
+#: with CPU per task at least ``GIL_SERIAL_SHARE`` of the latency (0.45 there; 1 ms
+#: sleeps 0.05), the tasks take turns on one core: no more threads.
+GIL_SERIAL_MIN = 0.75
+GIL_SERIAL_SHARE = 0.25
 
 #: Workers kept per bandwidth-delay product ``X * R_min`` (BBR's ``cwnd_gain``, 2): at
 #: exactly the product any latency jitter costs throughput. Measured here, the best
@@ -168,9 +179,16 @@ def cpu_cap(p: _Point, cores: float, cpu_limit: float) -> float:
     limit = cpu_limit if cpu_limit > 0 else cores
     if not (limit > 0 and p.cpu >= CPU_CAP_MIN_BUSY * limit):  # NaN fails too
         return math.inf
-    if cpu_limit <= 0 and p.cpu >= GIL_BUSY and p.n >= cores:
+    if cpu_limit <= 0 and p.n >= cores and (p.cpu >= GIL_BUSY or _gil_serial(p)):
         return float(p.n)
     return p.n * limit / p.cpu
+
+
+def _gil_serial(p: _Point) -> bool:
+    """About one core busy with CPU-heavy tasks (CPU per task at least
+    ``GIL_SERIAL_SHARE`` of the latency): the threads take turns holding the GIL."""
+    return (GIL_SERIAL_MIN <= p.cpu < GIL_SERIAL_BUSY and p.rate > 0
+            and p.cpu / p.rate >= GIL_SERIAL_SHARE * p.latency)
 
 
 def bandwidth_delay(p: _Point, min_latency: float, min_latency_at: int) -> float:
