@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,54 +110,179 @@ def test_observation_rates_come_from_the_window():
     assert seen[0].cpu_percent == 33 and seen[0].workers == 2
 
 
-class Exploding(Policy):
-    name = "exploding"
+class FailOnce(Policy):
+    """The threshold policy, except that its first decision fails with ``bad``
+    (raised if it is an exception, returned otherwise)."""
+
+    name = "fail_once"
+
+    def __init__(self, bad):
+        super().__init__()
+        self.bad, self.calls, self.inner = bad, 0, ThresholdPolicy()
 
     def decide(self, obs):
-        raise RuntimeError("policy bug")
+        self.calls += 1
+        if self.calls == 1:
+            if isinstance(self.bad, BaseException):
+                raise self.bad
+            return self.bad
+        return self.inner.decide(obs)
 
 
-def test_policy_that_raises_is_logged_recorded_and_size_held(caplog):
-    clock, pool, rec = FakeClock(), StubPool(size=6), Recorder()
-    ctl = Controller(pool, Exploding(), interval=1.0, clock=clock,
-                     metrics=ScriptedMetrics([calm()]), recorder=rec)
+@dataclass
+class FlakyStatsPool(StubPool):
+    fail_next: bool = False
+
+    def stats(self) -> StubStats:
+        if self.fail_next:
+            self.fail_next = False
+            raise OSError("stats broke")
+        return super().stats()
+
+
+# what fails at the first tick -> where the error event says it happened, and what
+FAILURES = {
+    "policy raises": (dict(policy=FailOnce(RuntimeError("policy bug"))), "policy",
+                      "policy bug"),
+    "policy returns garbage": (dict(policy=FailOnce(7)), "policy", "not a Decision"),
+    "metrics raise": (dict(metrics=ScriptedMetrics([OSError("psutil broke"), calm()])),
+                      "metrics", "psutil broke"),
+    "stats raise": (dict(fail_stats=True), "stats", "stats broke"),
+}
+
+
+@pytest.mark.parametrize(("parts", "where", "message"), list(FAILURES.values()),
+                         ids=list(FAILURES))
+def test_a_failure_is_logged_recorded_and_the_size_held(parts, where, message, caplog):
+    clock, rec = FakeClock(), Recorder()
+    pool = FlakyStatsPool(size=6, queued=100)
+    ctl = Controller(pool, parts.get("policy", ThresholdPolicy()), interval=1.0,
+                     clock=clock, recorder=rec,
+                     metrics=parts.get("metrics", ScriptedMetrics([calm()])))
+    pool.fail_next = parts.get("fail_stats", False)
     with caplog.at_level(logging.ERROR, logger="adaptive_lab"):
-        for _ in range(3):
-            clock.advance(1.0)
-            assert ctl.tick() is None
-    assert pool.size == 6 and pool.resizes == []
-    errors = [e for e in rec.trace().events if e["type"] == "error"]
-    assert len(errors) == 3 and "policy bug" in errors[0]["message"]
-    assert "policy failed" in caplog.text
-    assert ctl.errors == 3
-
-
-def test_metrics_source_that_raises_holds_the_size():
-    clock, pool, rec = FakeClock(), StubPool(size=6, queued=100), Recorder()
-    metrics = ScriptedMetrics([OSError("psutil broke"), calm()])
-    ctl = Controller(pool, ThresholdPolicy(), interval=1.0, clock=clock, metrics=metrics,
-                     recorder=rec)
+        clock.advance(1.0)
+        assert ctl.tick() is None  # failed: hold
+    assert pool.size == 6 and pool.resizes == [] and ctl.errors == 1
+    assert f"{where} failed" in caplog.text
+    ev = [e for e in rec.trace().events if e["type"] == "error"]
+    assert [e["where"] for e in ev] == [where] and message in ev[0]["message"]
     clock.advance(1.0)
-    assert ctl.tick() is None  # metrics failed: hold
-    assert pool.size == 6
-    clock.advance(1.0)
-    assert ctl.tick().target == 10  # recovered: +4
-    ev = rec.trace().events
-    assert ev[0]["type"] == "error" and "psutil broke" in ev[0]["message"]
+    assert ctl.tick().target == 10  # recovered: cpu 20 < 40, queue 100 > 20 -> +4
+    assert pool.size == 10 and ctl.errors == 1
 
 
-def test_policy_returning_garbage_is_an_error_not_a_crash():
-    class Garbage(Policy):
-        name = "garbage"
+@dataclass
+class CpuPool(StubPool):
+    """A pool whose stats carry ``task_cpu_seconds`` (unless it is ``"missing"``)."""
+
+    cpu: object = "missing"
+
+    def stats(self):
+        st = super().stats()
+        if self.cpu != "missing":
+            st.task_cpu_seconds = self.cpu
+        return st
+
+
+NAN = float("nan")
+
+
+# cumulative task CPU seconds at t = 0, 1, 2, 3 -> task_cpu_cores of the 1 s windows
+@pytest.mark.parametrize(("cpu", "cores"), [
+    (["missing"] * 4, [NAN, NAN, NAN]),  # a target without the field: unknown
+    ([0.0, 1.0, 3.0, 3.5], [1.0, 2.0, 0.5]),  # the window's CPU seconds / its length
+    ([0.0, NAN, 2.0, 3.0], [NAN, NAN, 1.0]),  # a NaN reading: unknown around it
+    ([0.0, None, 2.0, 3.0], [NAN, NAN, 1.0]),  # not a number: the same
+    ([5.0, 6.0, 1.0, 2.0], [1.0, NAN, 1.0]),  # the counter went back: unknown once
+], ids=["missing", "rates", "nan", "none", "reset"])
+def test_task_cpu_cores_from_task_cpu_seconds(cpu, cores):
+    clock, pool, rec = FakeClock(), CpuPool(size=2, cpu=cpu[0]), Recorder()
+    seen: list[Observation] = []
+
+    class Spy(Policy):
+        name = "spy"
 
         def decide(self, obs):
-            return 7  # not a Decision
+            seen.append(obs)
+            return Decision(obs.workers, "hold")
 
-    clock, pool = FakeClock(), StubPool(size=3)
-    ctl = Controller(pool, Garbage(), interval=1.0, clock=clock,
+    ctl = Controller(pool, Spy(), interval=1.0, sample_period=1.0, clock=clock,
+                     metrics=ScriptedMetrics([calm()]), recorder=rec)
+    for c in cpu[1:]:
+        clock.advance(1.0)
+        pool.cpu = c
+        ctl.tick()
+    got = [o.task_cpu_cores for o in seen]
+    assert got == pytest.approx(cores, nan_ok=True)
+    sampled = [s["task_cpu_cores"] for s in rec.trace().samples]
+    assert sampled == pytest.approx(cores, nan_ok=True)  # the trace records it too
+
+
+# decide= at a tick at t (interval 1 s, the first decision due at t = 1)
+@pytest.mark.parametrize(("decide", "t", "decided"), [
+    (None, 0.5, False), (None, 1.0, True),  # on the controller's own schedule
+    (True, 0.5, True),  # a caller that paces decisions itself (Dask's adapt)
+    (False, 1.0, False),  # a sample only (Dask's sampler while workers start)
+])
+def test_tick_decides_when_due_or_when_told(decide, t, decided):
+    clock, pool = FakeClock(), StubPool(size=2)
+    ctl = Controller(pool, FixedPolicy(5), interval=1.0, clock=clock,
                      metrics=ScriptedMetrics([calm()]))
-    clock.advance(1.0)
-    assert ctl.tick() is None and pool.size == 3 and ctl.errors == 1
+    clock.advance(t)
+    d = ctl.tick(decide=decide)
+    assert (d is not None) == decided and ctl.ticks == 1
+    assert pool.size == (5 if decided else 2) and ctl.last_sample["t"] == t
+
+
+class ViewTarget:
+    """A target that reports resizes itself, later (like a cluster), and adds sample
+    fields: the controller must neither record the resize twice nor drop the fields."""
+
+    def __init__(self):
+        self.pool, self.listeners, self.asked = StubPool(size=2), [], None
+        self.ready = False
+
+    def stats(self):
+        if not self.ready:
+            raise LookupError("no reading yet")
+        return self.pool.stats()
+
+    def resize(self, n, reason=""):
+        self.asked = n
+        return self.pool.size
+
+    def add_resize_listener(self, fn):
+        self.listeners.append(fn)
+
+    def apply(self):
+        for fn in self.listeners:
+            fn(self.pool.size, self.asked, "applied")
+        self.pool.size = self.asked
+
+    def sample_fields(self):
+        return {"target": self.asked}
+
+
+def test_a_target_with_listener_extras_and_no_stats_at_start():
+    clock, view, rec = FakeClock(), ViewTarget(), Recorder()
+    ctl = Controller(view, FixedPolicy(4), interval=1.0, sample_period=1.0, clock=clock,
+                     metrics=ScriptedMetrics([calm()]), recorder=rec)
+    view.ready = True
+    view.pool.completed = 50  # history before the first reading: not this run's
+    for _ in range(3):
+        clock.advance(1.0)
+        view.pool.completed += 10
+        ctl.tick()
+        if view.asked is not None and view.asked != view.pool.size:
+            view.apply()
+    tr = rec.trace()
+    assert [(e["from"], e["to"], e["reason"]) for e in tr.scale_events()] == [
+        (2, 4, "applied")]  # once, as the target reported it
+    assert [s["target"] for s in tr.samples] == [4, 4, 4]  # read after the decision
+    thr = [s["throughput"] for s in tr.samples]
+    assert math.isnan(thr[0]) and thr[1:] == [10.0, 10.0]  # first window unknown
+    assert ctl.scale_events == 1
 
 
 def test_metrics_logged_every_log_interval(caplog):
@@ -190,7 +316,8 @@ def test_controller_thread_runs_on_fake_time():
 
 @pytest.mark.parametrize("kw,name", [
     ({"interval": 0}, "interval"), ({"interval": float("nan")}, "interval"),
-    ({"sample_period": -1}, "sample_period"), ({"min_workers": 0}, "min_workers"),
+    ({"sample_period": -1}, "sample_period"), ({"min_workers": -1}, "min_workers"),
+    ({"min_workers": 5, "max_workers": 4}, "min_workers"),
 ])
 def test_invalid_controller_arguments(kw, name):
     with pytest.raises(ValueError, match=name):

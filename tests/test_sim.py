@@ -152,6 +152,27 @@ def test_simulation_runs_through_the_controller() -> None:
     assert tr.header["bounds"] == {"min_workers": 2, "max_workers": 30}
 
 
+def test_simulated_observations_carry_the_tasks_cpu() -> None:
+    """The model knows each task's CPU seconds: observations and samples carry
+    ``task_cpu_cores`` = completions per second * CPU seconds per task."""
+    seen: list[Observation] = []
+
+    class Spy(Policy):
+        name = "spy"
+
+        def decide(self, obs: Observation) -> Decision:
+            seen.append(obs)
+            return Decision(8, "hold at 8")
+
+    tr = simulate(toy_model(cpu=1e-4), Spy(), initial_workers=8)
+    busy = [o for o in seen if o.throughput > 0]
+    assert len(busy) >= 3
+    for o in busy:
+        assert o.task_cpu_cores == pytest.approx(o.throughput * 1e-4, rel=0.01)
+    cores = np.array([s["task_cpu_cores"] for s in tr.samples[1:]], dtype=float)
+    assert np.isfinite(cores).all() and cores.max() > 0
+
+
 def test_simulation_is_deterministic_and_in_live_format(tmp_path: Path,
                                                         traces: dict[str, Trace]) -> None:
     m = WorkloadModel.fit(traces["mixed"])

@@ -16,7 +16,7 @@ def sample(t, **kw):
     base = {"t": t, "workers": 4, "alive": 4, "busy": 2, "queued": 3, "submitted": 10,
             "completed": 5, "failed": 0, "cpu_percent": 30.0, "memory_percent": 40.0,
             "process_cpu_percent": 20.0, "process_user_cpu_percent": 15.0,
-            "available_mb": 1000.0, "rss_mb": 50.0,
+            "task_cpu_cores": 0.5, "available_mb": 1000.0, "rss_mb": 50.0,
             "throughput": 12.5, "latency_mean": 0.01, "latency_p50": 0.009,
             "latency_p95": 0.02}
     base.update(kw)

@@ -2,10 +2,12 @@
 
 Like dask's ``adaptive_core``: the policy computes a target, and clamping and
 recording live here, in one place. The controller drives anything with ``stats()``
-and ``resize(n)`` (the live pool, a simulated pool, a Dask cluster adapter), on any
-clock, so the very same code runs live and in simulation. It never takes the pool
-down: if the metrics source or the policy raises, it logs, records an ``error``
-event and holds the current size.
+and ``resize(n, reason)`` (the live pool, a simulated pool, a view of a Dask
+cluster), on any clock, so the very same code runs live, in simulation and on a
+cluster. It ticks on its own thread (:meth:`Controller.start`) or when its owner calls
+:meth:`Controller.tick` (a simulation's loop, Dask's periodic ``adapt``). It never
+takes the target down: if ``stats()``, the metrics source or the policy raises, it
+logs, records an ``error`` event and holds the current size.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import math
 import sys
 import threading
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from adaptive_lab.control.clock import Clock, SystemClock
 from adaptive_lab.control.metrics import MetricsSource, PsutilMetrics, SystemSample, latency_stats
@@ -23,24 +25,60 @@ from adaptive_lab.trace.recorder import Recorder
 
 log = logging.getLogger("adaptive_lab")
 NAN = float("nan")
+#: Task times read per window at most (the latency of a window is that many tasks').
+_MAX_TIMES = 4096
 
 
 class Resizable(Protocol):
-    """What a controller drives: a pool-like object."""
+    """What a controller drives.
+
+    ``stats()`` returns an object with ``size``, ``alive``, ``busy``, ``queued``,
+    ``submitted``, ``completed``, ``failed`` and ``task_times`` (recent run times);
+    ``task_cpu_seconds`` (cumulative CPU seconds of the worker threads) is read when
+    present. Optional extras, used when the target has them:
+    ``recent_task_times(n)`` (the last ``n`` run times, instead of ``task_times``),
+    ``add_resize_listener(fn)`` (the target reports each resize itself as
+    ``fn(old, new, reason)``, e.g. because it happens later than asked) and
+    ``sample_fields()`` (extra fields for the tick's trace sample, read after the
+    tick's decision).
+    """
 
     def stats(self) -> Any: ...
 
     def resize(self, n: int, reason: str = ...) -> int: ...
 
 
+def _cpu_seconds(st: Any) -> float:
+    """``st.task_cpu_seconds`` as a float; NaN when missing or not a number."""
+    v = getattr(st, "task_cpu_seconds", NAN)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return NAN
+    return v if math.isfinite(v) else NAN
+
+
 class _Window:
-    """Counters at the start of a measurement window."""
+    """Counters at the start of a measurement window (``finished`` is None while
+    unknown: rates of the first window are then NaN, not the target's whole history)."""
 
-    __slots__ = ("finished", "t")
+    __slots__ = ("cpu", "finished", "t")
 
-    def __init__(self, t: float, finished: int) -> None:
+    def __init__(self, t: float, finished: int | None, cpu: float) -> None:
         self.t = t
         self.finished = finished
+        self.cpu = cpu
+
+
+class _Rates(NamedTuple):
+    """What a window measured: its length, throughput, task latency and task CPU."""
+
+    dt: float
+    throughput: float
+    mean: float
+    p50: float
+    p95: float
+    task_cpu_cores: float
 
 
 class Controller:
@@ -49,8 +87,7 @@ class Controller:
     Parameters
     ----------
     target
-        The pool (``stats()``, ``resize(n, reason)``; ``recent_task_times(n)`` and
-        ``add_resize_listener`` are used when present).
+        What is sized (see :class:`Resizable`).
     policy
         A :class:`Policy`, or ``None`` to only sample and record.
     interval
@@ -58,10 +95,12 @@ class Controller:
     sample_period
         Seconds between samples (default ``min(interval, 0.5)``).
     min_workers, max_workers
-        Every decision is clamped to these.
+        Every decision is clamped to these (0 is allowed for targets that can have
+        no workers, such as a Dask cluster; a pool refuses it itself).
     clock, metrics, recorder
-        Injected :class:`~adaptive_lab.clock.Clock` (default real time), metrics
-        source (default :class:`PsutilMetrics`) and :class:`Recorder` (optional).
+        Injected :class:`~adaptive_lab.control.clock.Clock` (default real time),
+        metrics source (default :class:`PsutilMetrics`) and :class:`Recorder`
+        (optional).
     log_interval
         Seconds between metrics log lines (``logging``, logger ``adaptive_lab``).
     """
@@ -89,8 +128,8 @@ class Controller:
         if not (isinstance(sample_period, (int, float)) and math.isfinite(sample_period)
                 and sample_period > 0):
             raise ValueError(f"sample_period must be a positive number, got {sample_period!r}")
-        if min_workers < 1 or min_workers > max_workers:
-            raise ValueError(f"min_workers must be in [1, max_workers], got {min_workers}")
+        if min_workers < 0 or min_workers > max_workers:
+            raise ValueError(f"min_workers must be in [0, max_workers], got {min_workers}")
         self.target = target
         self.policy = policy
         self.interval = float(interval)
@@ -112,13 +151,18 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = self.clock.now()
-        st = target.stats()
-        fin = st.completed + st.failed
-        self._sample_win = _Window(0.0, fin)
-        self._decision_win = _Window(0.0, fin)
+        try:
+            st = target.stats()
+            fin: int | None = st.completed + st.failed
+            cpu = _cpu_seconds(st)
+        except Exception as exc:  # e.g. no reading yet: the first window is unknown
+            log.debug("controller: no stats at start (%r); first window unknown", exc)
+            fin, cpu = None, NAN
+        self._sample_win = _Window(0.0, fin, cpu)
+        self._decision_win = _Window(0.0, fin, cpu)
         self._next_decision = self.interval
         self._next_log = self.log_interval
-        self._in_tick = False
+        self._extras = getattr(target, "sample_fields", None)
         if recorder is not None:
             recorder.set_header(
                 policy=policy.describe() if policy is not None else {"name": "manual"},
@@ -126,11 +170,10 @@ class Controller:
                 interval=self.interval, sample_period=self.sample_period,
                 workload=workload or {},
             )
-        if hasattr(target, "add_resize_listener"):
-            target.add_resize_listener(self._on_resize)
-            self._listening = True
-        else:
-            self._listening = False
+        listen = getattr(target, "add_resize_listener", None)
+        self._listening = listen is not None
+        if listen is not None:
+            listen(self._on_resize)
 
     # -- time -------------------------------------------------------------------
     def now(self) -> float:
@@ -138,8 +181,8 @@ class Controller:
         return self.clock.now() - self._t0
 
     def set_bounds(self, min_workers: int, max_workers: int) -> None:
-        if not 1 <= min_workers <= max_workers:
-            raise ValueError(f"need 1 <= min_workers <= max_workers, got "
+        if not 0 <= min_workers <= max_workers:
+            raise ValueError(f"need 0 <= min_workers <= max_workers, got "
                              f"{min_workers}, {max_workers}")
         self.min_workers, self.max_workers = int(min_workers), int(max_workers)
 
@@ -169,41 +212,64 @@ class Controller:
             return list(get(n))
         return list(st.task_times)[-n:]
 
-    def tick(self) -> Decision | None:
-        """Sample once and, if a decision is due, decide and resize.
+    def _rates(self, win: _Window, t: float, st: Any) -> _Rates:
+        """Measure the window ``win`` up to now (``st`` at time ``t``) and restart it.
 
-        Returns the decision taken in this tick (None if none was due or it failed).
+        Rates are NaN while the window's start is unknown, or when the target's
+        counters went back (e.g. a restarted Dask scheduler)."""
+        fin, cpu = st.completed + st.failed, _cpu_seconds(st)
+        dt = t - win.t
+        n = -1 if win.finished is None else fin - win.finished
+        mean, p50, p95 = latency_stats(self._task_times(st, min(n, _MAX_TIMES)))
+        used = cpu - win.cpu
+        win.t, win.finished, win.cpu = t, fin, cpu
+        ok = dt > 0
+        return _Rates(dt, n / dt if ok and n >= 0 else NAN, mean, p50, p95,
+                      used / dt if ok and used >= 0 else NAN)  # NaN - x: NaN, fails
+
+    def tick(self, decide: bool | None = None) -> Decision | None:
+        """Sample once and decide: when due (``decide=None``), now (``True``) or not.
+
+        A caller that paces the decisions itself (Dask's periodic ``adapt``) passes
+        ``True``. Returns the decision taken in this tick (None if none was due or it
+        failed).
         """
         with self._tick_lock:
-            t = self.now()
-            st = self.target.stats()
-            sysm, metrics_ok = self._read_metrics(t)
-            fin = st.completed + st.failed
-            sample = self._sample(t, st, sysm, fin)
-            if self.recorder is not None:
-                self.recorder.sample(sample)
-            self.last_sample = sample
-            decision = None
-            if t + 1e-9 >= self._next_decision:
-                decision = self._decide(t, st, sysm, fin, metrics_ok)
-                self._next_decision = max(self._next_decision + self.interval, t + 1e-9)
-            if t + 1e-9 >= self._next_log:
-                self._next_log = t + self.log_interval
-                log.info("adaptive_lab t=%.1fs workers=%d alive=%d busy=%d queued=%d "
-                         "done=%d thr=%.1f/s cpu=%.0f%% mem=%.0f%%", t, st.size, st.alive,
-                         st.busy, st.queued, fin, sample["throughput"], sysm.cpu_percent,
-                         sysm.memory_percent)
+            decision = self._step(decide)
         with self._ticked:
             self.ticks += 1
             self._ticked.notify_all()
         return decision
 
-    def _sample(self, t: float, st: Any, sysm: SystemSample, fin: int) -> dict[str, Any]:
-        win = self._sample_win
-        dt = t - win.t
-        n = fin - win.finished
-        mean, p50, p95 = latency_stats(self._task_times(st, min(n, 4096)))
-        self._sample_win = _Window(t, fin)
+    def _step(self, decide: bool | None) -> Decision | None:
+        t = self.now()
+        try:
+            st = self.target.stats()
+        except Exception as exc:
+            self._error(t, "stats", exc)
+            return None
+        sysm, metrics_ok = self._read_metrics(t)
+        sample = self._sample(t, st, sysm)
+        decision = None
+        due = t + 1e-9 >= self._next_decision if decide is None else decide
+        if due:
+            decision = self._decide(t, st, sysm, metrics_ok)
+            self._next_decision = max(self._next_decision + self.interval, t + 1e-9)
+        if self._extras is not None:
+            sample.update(self._extras())
+        if self.recorder is not None:
+            self.recorder.sample(sample)
+        self.last_sample = sample
+        if t + 1e-9 >= self._next_log:
+            self._next_log = t + self.log_interval
+            log.info("adaptive_lab t=%.1fs workers=%d alive=%d busy=%d queued=%d "
+                     "done=%d thr=%.1f/s cpu=%.0f%% mem=%.0f%%", t, st.size, st.alive,
+                     st.busy, st.queued, st.completed + st.failed, sample["throughput"],
+                     sysm.cpu_percent, sysm.memory_percent)
+        return decision
+
+    def _sample(self, t: float, st: Any, sysm: SystemSample) -> dict[str, Any]:
+        r = self._rates(self._sample_win, t, st)
         return {
             "t": round(t, 6), "workers": st.size, "alive": st.alive, "busy": st.busy,
             "queued": st.queued, "submitted": st.submitted, "completed": st.completed,
@@ -211,31 +277,30 @@ class Controller:
             "memory_percent": sysm.memory_percent,
             "process_cpu_percent": sysm.process_cpu_percent,
             "process_user_cpu_percent": sysm.process_user_cpu_percent,
+            "task_cpu_cores": r.task_cpu_cores,
             "available_mb": sysm.available_mb, "rss_mb": sysm.rss_mb,
-            "throughput": n / dt if dt > 0 else NAN,
-            "latency_mean": mean, "latency_p50": p50, "latency_p95": p95,
+            "throughput": r.throughput,
+            "latency_mean": r.mean, "latency_p50": r.p50, "latency_p95": r.p95,
         }
 
-    def observe(self, t: float, st: Any, sysm: SystemSample, fin: int) -> Observation:
-        """Build the observation of the window since the previous decision."""
-        win = self._decision_win
-        dt = t - win.t
-        n = fin - win.finished
-        mean, p50, p95 = latency_stats(self._task_times(st, min(n, 4096)))
+    def observe(self, t: float, st: Any, sysm: SystemSample) -> Observation:
+        """The observation of the window since the previous decision (and restart it)."""
+        r = self._rates(self._decision_win, t, st)
         return Observation(
             t=t, workers=st.size, busy=st.busy, queue_depth=st.queued,
             cpu_percent=sysm.cpu_percent, memory_percent=sysm.memory_percent,
             process_cpu_percent=sysm.process_cpu_percent, available_mb=sysm.available_mb,
             alive=st.alive, completed=st.completed, submitted=st.submitted, failed=st.failed,
-            throughput=n / dt if dt > 0 else NAN, latency_mean=mean, latency_p50=p50,
-            latency_p95=p95, dt=dt, min_workers=self.min_workers, max_workers=self.max_workers,
-            cores=sysm.cores, process_user_cpu_percent=sysm.process_user_cpu_percent,
+            throughput=r.throughput, latency_mean=r.mean, latency_p50=r.p50,
+            latency_p95=r.p95, dt=r.dt, min_workers=self.min_workers,
+            max_workers=self.max_workers, cores=sysm.cores,
+            process_user_cpu_percent=sysm.process_user_cpu_percent,
+            task_cpu_cores=r.task_cpu_cores,
         )
 
-    def _decide(self, t: float, st: Any, sysm: SystemSample, fin: int,
+    def _decide(self, t: float, st: Any, sysm: SystemSample,
                 metrics_ok: bool) -> Decision | None:
-        obs = self.observe(t, st, sysm, fin)
-        self._decision_win = _Window(t, fin)
+        obs = self.observe(t, st, sysm)
         self.last_observation = obs
         if self.policy is None or not metrics_ok:
             return None
@@ -312,12 +377,7 @@ class Controller:
                 now = self.now()
                 if self.last_sample is not None and now <= self.last_sample["t"]:
                     return
-                st = self.target.stats()
-                sysm, _ = self._read_metrics(now)
-                sample = self._sample(now, st, sysm, st.completed + st.failed)
-                if self.recorder is not None:
-                    self.recorder.sample(sample)
-                self.last_sample = sample
+                self._step(decide=False)
         except Exception as exc:  # pragma: no cover - best effort
             log.debug("final sample failed: %r", exc)
 

@@ -115,6 +115,7 @@ class ScriptedMetrics:
     def read(self) -> SystemSample:
         i = self.calls
         self.calls += 1
+        v: SystemSample | dict | BaseException
         if callable(self._values):
             v = self._values(i)
         else:

@@ -29,13 +29,15 @@ __all__ = ["SimClock", "SimulatedMetrics", "SimulatedPool", "describe_model", "s
 
 
 class SimulatedStats:
-    """What :meth:`SimulatedPool.stats` returns (the fields a controller reads)."""
+    """What :meth:`SimulatedPool.stats` returns (the fields a controller reads);
+    ``task_cpu_seconds`` is the model's CPU seconds of the tasks done so far."""
 
     __slots__ = ("alive", "busy", "completed", "failed", "idle", "max_workers",
-                 "min_workers", "queued", "size", "submitted", "task_times")
+                 "min_workers", "queued", "size", "submitted", "task_cpu_seconds",
+                 "task_times")
 
     def __init__(self, size: int, busy: int, queued: int, submitted: int, completed: int,
-                 min_workers: int, max_workers: int) -> None:
+                 min_workers: int, max_workers: int, task_cpu_seconds: float) -> None:
         self.size = self.alive = size
         self.busy = busy
         self.idle = size - busy
@@ -46,6 +48,7 @@ class SimulatedStats:
         self.task_times = ()
         self.min_workers = min_workers
         self.max_workers = max_workers
+        self.task_cpu_seconds = task_cpu_seconds
 
 
 class SimClock(FakeClock):
@@ -116,7 +119,7 @@ class SimulatedPool:
     def stats(self) -> SimulatedStats:
         done, busy, queued, submitted = self._counts()
         return SimulatedStats(self.size, busy, queued, submitted, done, self.min_workers,
-                              self.max_workers)
+                              self.max_workers, self.cpu_seconds)
 
     def recent_task_times(self, n: int) -> list[float]:
         if n <= 0:

@@ -45,6 +45,7 @@ SAMPLE_FIELDS: dict[str, tuple[type, bool]] = {
     "memory_percent": (float, False),
     "process_cpu_percent": (float, False),
     "process_user_cpu_percent": (float, False),
+    "task_cpu_cores": (float, False),
     "available_mb": (float, False),
     "rss_mb": (float, False),
     "throughput": (float, False),
