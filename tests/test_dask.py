@@ -342,10 +342,6 @@ HOLDS_WHEN_IDLE = {
     "threshold": "the original rules shrink only on CPU > 80 % with a short queue, or "
                  "on memory pressure; an idle pool (low CPU, empty queue) holds",
 }
-#: Ports of concurrency limiters that hold their limit while no task finishes (no
-#: RTT); they need an idle rule to give workers back.
-NEEDS_IDLE_RULE = ("aimd", "gradient2", "vegas")
-
 
 class StillAboveMinimum(AssertionError):
     """The cluster did not shrink back to its minimum once idle."""
@@ -353,10 +349,7 @@ class StillAboveMinimum(AssertionError):
 
 def _policy_cases():
     for name in available_policies():
-        marks = [pytest.mark.xfail(raises=StillAboveMinimum, strict=True,
-                                   reason="holds the limit when idle (no RTT): no idle rule")
-                 ] if name in NEEDS_IDLE_RULE else []
-        yield pytest.param(name, marks=marks, id=name)
+        yield pytest.param(name, id=name)
 
 
 @pytest.fixture(scope="module")

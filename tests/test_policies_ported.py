@@ -72,6 +72,9 @@ AIMD_ROWS = [
         [11, 9], "2 task(s) failed"),
     # no task finished: rtt NaN, no failure -> hold the limit (10)
     Row("nan-rtt-holds", AIMDPolicy(), [o(0, 10, busy=10)], [10], "rtt unknown"),
+    # nothing finished, running or queued: a pool gives its workers back
+    Row("idle-drops-to-min", AIMDPolicy(), [o(0, 10, min_workers=2)], [2], "idle"),
+    Row("queued-is-not-idle", AIMDPolicy(), [o(0, 10, queue_depth=3)], [10], "rtt unknown"),
     # int(5 * 0.9) = 4 < min 5 -> bounded to 5 (source: minLimit)
     Row("min-bound", AIMDPolicy(), [o(0, 5, busy=5, latency_mean=9.0, min_workers=5)],
         [5], "bounded to [5, 100]"),
@@ -460,3 +463,14 @@ def test_drives_a_real_pool(name: str, params: dict) -> None:
         trace = ex.trace()
     assert not [e for e in trace.events if e["type"] == "error"]
     assert all(2 <= s["workers"] <= 16 for s in trace.samples)
+
+
+@pytest.mark.parametrize("cls", [Gradient2Policy, VegasPolicy], ids=["gradient2", "vegas"])
+def test_gradient_and_vegas_give_workers_back_when_idle(cls):
+    policy = cls()
+    d = policy(o(0, 12, min_workers=3))
+    assert d.target == 3 and "idle" in d.reason
+    # something queued is not idle: the limit holds while the RTT is unknown
+    d = cls()(o(0, 12, min_workers=3, queue_depth=1))
+    assert d.target == 12 and "rtt unknown" in d.reason
+

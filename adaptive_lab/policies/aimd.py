@@ -35,6 +35,12 @@ def initial_limit(param: int, obs: Observation) -> int:
     return param if param > 0 else obs.workers
 
 
+def is_idle(obs: Observation) -> bool:
+    """Nothing running and nothing queued: a pool, unlike a request limit, should then
+    give its workers back (the limit drops to the pool's minimum)."""
+    return obs.busy <= 0 and obs.queue_depth <= 0
+
+
 def bound_limit(limit: float, obs: Observation) -> float:
     """Clamp a limit to the pool's bounds (our stand-in for minLimit / maxLimit).
 
@@ -92,6 +98,9 @@ class AIMDPolicy(Policy):
             why = (f"{failed} task(s) failed" if failed > 0
                    else f"rtt {rtt:.3f} s > timeout {self.timeout:g} s")
             why = f"drop ({why}): limit {limit} * {self.backoff_ratio:g} -> {new}"
+        elif not math.isfinite(rtt) and is_idle(obs):
+            new = obs.min_workers
+            why = f"idle (no task finished, running or queued): limit {limit} -> {new}"
         elif not math.isfinite(rtt):
             new = limit
             why = f"hold at limit {limit}: rtt unknown (no task finished)"

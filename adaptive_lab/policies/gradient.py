@@ -11,7 +11,13 @@ from __future__ import annotations
 import math
 import random
 
-from adaptive_lab.policies.aimd import FailureCounter, bound_limit, initial_limit, rtt_of
+from adaptive_lab.policies.aimd import (
+    FailureCounter,
+    bound_limit,
+    initial_limit,
+    is_idle,
+    rtt_of,
+)
 from adaptive_lab.policies.base import Decision, Observation, Policy, param
 
 
@@ -79,6 +85,11 @@ class Gradient2Policy(Policy):
         limit = self._limit
         rtt = rtt_of(obs, self.use_p50)
         if not (math.isfinite(rtt) and rtt > 0):
+            if is_idle(obs):
+                self._limit = float(bound_limit(obs.min_workers, obs))
+                return Decision(obs.clamp(int(self._limit)),
+                                f"idle (no task finished, running or queued): limit "
+                                f"{int(limit)} -> {int(self._limit)}")
             return Decision(obs.clamp(int(limit)),
                             f"hold at limit {int(limit)}: rtt unknown ({rtt})")
         long = self._long.add(rtt)
@@ -156,6 +167,11 @@ class VegasPolicy(Policy):
         rtt = rtt_of(obs, self.use_p50)
         keep = obs.clamp(int(limit))
         if not (math.isfinite(rtt) and rtt > 0):
+            if is_idle(obs):
+                self._limit = float(bound_limit(obs.min_workers, obs))
+                return Decision(obs.clamp(int(self._limit)),
+                                f"idle (no task finished, running or queued): limit "
+                                f"{int(limit)} -> {int(self._limit)}")
             return Decision(keep, f"hold at limit {int(limit)}: rtt unknown ({rtt})")
         self._probe_count += 1
         if self._jitter * self.probe_multiplier * limit <= self._probe_count:
