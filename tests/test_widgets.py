@@ -1,4 +1,4 @@
-"""Tests for the notebook widgets (adaptive_lab.ui), without a browser: build, move sliders, check the figure."""
+"""Tests for the notebook widgets (adaptive_lab.ui) without a browser: build, move sliders."""
 
 from __future__ import annotations
 
