@@ -44,6 +44,10 @@ FIRST = [
                                                             # no Little jump; measure
     (ob(0.1, 2, 100, 0.02, hi=64), 64, "jump 2->64"),       # clamped to max_workers
     (ob(0.1, 2, 3, 0.02), 2, "measuring"),                  # 0.3 tasks < min_tasks 8
+    (ob(0.1, 2, 40, 0.05), 512, "jump 2->512"),             # 50 ms: 4 tasks < 8, but a
+                                                            # task per worker will do
+                                                            # for a certain jump
+    (ob(0.1, 2, 10, 0.05, busy=2), 2, "measuring"),         # 1 task < one per worker
     (ob(0.1, 8, 0, NAN, q=0, busy=0), 8, "under-used"),     # idle, but not for 1 s yet
     (ob(0.1, 2, 100, 0.020).replace(process_cpu_percent=10.0), 400,
      "jump 2->400"),                                        # cores unknown: no CPU cap
@@ -653,9 +657,13 @@ CPU_SOURCES = [
     (dict(submitted=12_000, process_cpu_percent=30.0, cores=2), 400, "jump 2->400"),
     # no submissions this window: process CPU counts (old traces): 2 x 2 / 0.6 = 6.7
     (dict(submitted=0, process_cpu_percent=30.0, cores=2), 6, "CPU cap 6.7"),
-    # the workers' own CPU is tiny: no cap, whatever the process used
+    # the workers' own CPU is tiny: no cap, whatever the submit burst used
     (dict(submitted=12_000, process_cpu_percent=30.0, cores=2, task_cpu_cores=0.02), 400,
      "jump 2->400"),
+    # no burst (10 submitted for 10 done: a producer keeping pace, as the scanner's
+    # walk): its CPU takes the same cores, so the process's 0.6 cores count: 6.7
+    (dict(submitted=10, process_cpu_percent=30.0, cores=2, task_cpu_cores=0.02), 6,
+     "CPU cap 6.7"),
     # the workers' own CPU is 0.5 cores: 2 x 2 / 0.5 = 8
     (dict(submitted=12_000, process_cpu_percent=30.0, cores=2, task_cpu_cores=0.5), 8,
      "CPU cap 8.0"),
@@ -775,3 +783,13 @@ def test_closed_loop_sim_reaches_090_of_the_best_fixed_size(
     best = max(_sim_rate(FixedPolicy(n), model, n) for n in sizes)
     ours = _sim_rate(ThroughputSeekingPolicy(), model, 2)
     assert ours >= 0.9 * best, (ours, best)
+
+
+def test_a_climb_stops_when_nothing_waits() -> None:
+    # A bounded producer with 128 in flight: at 137 workers the queue is empty and 128
+    # are busy; the step from 2 scaled (elasticity ~1), but more threads would idle.
+    p = ThroughputSeekingPolicy()
+    assert p(ob(0.05, 2, 300, 0.0066, dt=0.05)).target == 132
+    for t in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45):
+        d = p(ob(t, 132, 18000, 0.0071, q=0, busy=128, dt=0.05))
+    assert d.target == 132 and "nothing waits, 128 of 132 busy" in d.reason, d

@@ -233,18 +233,23 @@ class ThroughputSeekingPolicy(ThroughputSeekingParameters):
                                        f"busy {busy:.1f} of {n} (x{self.headroom:g})")
         return self._go(obs, n, f"hold: under-used ({busy:.1f} busy of {n}, queue 0)")
 
-    def _ready(self, need: float) -> bool:
+    def _ready(self, need: float, tasks: float = 0.0) -> bool:
         seg = self._measuring
         assert seg is not None
         if seg.dur + 1e-9 < need:
             return False
-        return seg.tasks + 1e-9 >= self.min_tasks or (seg.tasks >= 1 and seg.dur >= 10 * max(
-            need, 0.1))
+        return seg.tasks + 1e-9 >= (tasks or self.min_tasks) or (
+            seg.tasks >= 1 and seg.dur >= 10 * max(need, 0.1))
 
     def _sure_jump(self, obs: Observation) -> bool:
-        """A big Little's-law jump is certain (slow tasks, room in the CPU, for a climb
-        a linear step and a deep queue): take it on the first windows."""
-        if self.state not in (State.START, State.CLIMB) or not self._ready(0.0):
+        """A big Little's-law jump is certain (slow tasks, room in the CPU; for a climb
+        a linear step and a deep queue): take it on the first window. At the start a
+        task per worker will do (50 ms tasks on 2 workers need 0.2 s for 8)."""
+        if self.state is State.START:
+            ready = self._ready(0.0, min(self.min_tasks, obs.workers))
+        else:
+            ready = self.state is State.CLIMB and self._ready(0.0)
+        if not ready:
             return False
         p, big = self._measuring.point(), obs.workers * self.growth ** 2
         if self.state is State.CLIMB and self._little_climb(obs, p) < big:
@@ -253,7 +258,7 @@ class ThroughputSeekingPolicy(ThroughputSeekingParameters):
 
     def _measured(self, obs: Observation) -> Decision:
         n = obs.workers
-        if not self._ready(0.0 if self._sure_jump(obs) else self.window):
+        if not (self._sure_jump(obs) or self._ready(self.window)):
             seg = self._measuring
             return self._go(obs, n, f"hold: measuring {n} ({seg.tasks:.0f} tasks in "
                                     f"{seg.dur:.2f}s, {self.state.value})")
@@ -290,6 +295,9 @@ class ThroughputSeekingPolicy(ThroughputSeekingParameters):
         if _combined(eff_x, eff_r) >= self.min_gain:
             if p.n >= obs.max_workers:
                 return self._settle(obs, p.n, f"still scaling at max_workers ({nums})")
+            if obs.queue_depth <= 0 and obs.busy < p.n:  # a bounded producer's window
+                return self._settle(obs, p.n, f"nothing waits, {obs.busy} of {p.n} busy "
+                                              f"({nums})")
             self._remeasuring = self._straddled = False
             step = self._up(p.n, self.growth, obs)
             little = self._little_climb(obs, p)
