@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import gc
-import multiprocessing
 import subprocess
 import sys
 import textwrap
@@ -239,33 +238,12 @@ def test_interpreter_exit_finishes_running_work_quietly():
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads (3.12+)
-def test_a_child_forked_while_the_controllers_lock_is_held_exits():
-    held = threading.Event()
-    lock = adaptive_module._controllers_lock
-
-    def holder() -> None:
-        with lock:
-            held.set()
-            time.sleep(0.2)
-
+def test_a_child_forked_while_the_controllers_lock_is_held_exits(fork_while_held):
+    """The exit hook that stops controllers takes a module lock: a child forked while
+    another thread holds it must get it free (as CPython's shutdown lock)."""
     with AdaptiveThreadPoolExecutor(4) as ex:
         ex.submit(int).result()
-        t = threading.Thread(target=holder)
-        t.start()
-        assert held.wait(5)
-        p = multiprocessing.get_context("fork").Process(target=_exit_quietly)
-        p.start()
-        t.join()
-        p.join(20)
-        alive = p.is_alive()
-        if alive:  # pragma: no cover - the bug guarded
-            p.kill()
-            p.join()
-    assert not alive and p.exitcode == 0
-
-
-def _exit_quietly() -> None:
-    """A forked child's target: returning runs threading's exit hooks (ours too)."""
+        assert fork_while_held(adaptive_module._controllers_lock) == 0
 
 
 def test_the_scanners_default_executor_is_adaptive():

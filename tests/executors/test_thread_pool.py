@@ -627,37 +627,13 @@ def _exit_quietly() -> None:
     """A forked child's target: returning runs threading's exit hooks (ours too)."""
 
 
-def _fork_while_held(lock: threading.Lock) -> int | None:
-    """Fork a child while another thread holds ``lock``; the child's exit code, or
-    None if it did not exit within 20 s (then it is killed)."""
-    held = threading.Event()
-
-    def holder() -> None:
-        with lock:
-            held.set()
-            time.sleep(0.2)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    assert held.wait(5)
-    p = multiprocessing.get_context("fork").Process(target=_exit_quietly)
-    p.start()  # the fork waits for the lock (register_at_fork), so the child has it free
-    t.join()
-    p.join(20)
-    if p.is_alive():  # pragma: no cover - the bug guarded
-        p.kill()
-        p.join()
-        return None
-    return p.exitcode
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads (3.12+)
-def test_a_child_forked_while_the_shutdown_lock_is_held_exits():
+def test_a_child_forked_while_the_shutdown_lock_is_held_exits(fork_while_held):
     """The child runs the exit hook, which takes the module's shutdown lock: it must
     not inherit the lock held by a thread of the parent (CPython's bpo-45021)."""
     with Pool(2) as ex:
         ex.submit(int).result()  # the pool has a worker registered for the exit hook
-        assert _fork_while_held(thread_module._global_shutdown_lock) == 0
+        assert fork_while_held(thread_module._global_shutdown_lock) == 0
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
