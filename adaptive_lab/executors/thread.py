@@ -108,7 +108,7 @@ def _worker(executor_reference: weakref.ref, work_queue: queue.SimpleQueue,
             executor = executor_reference()
             if executor is not None:
                 executor._initializer_failed()
-                workers.forget_self(state)
+            workers.forget_self(state)
             return
     try:
         executor = executor_reference()
@@ -144,15 +144,14 @@ def _worker(executor_reference: weakref.ref, work_queue: queue.SimpleQueue,
             if _shutdown or executor is None or executor._shutdown:
                 if executor is not None:
                     executor._shutdown = True
-                    workers.forget_self(state)
+                workers.forget_self(state)
                 # Notice other workers
                 work_queue.put(None)
                 return
             del executor
     except BaseException:
         _base.LOGGER.critical("Exception in worker", exc_info=True)
-        if executor_reference() is not None:
-            workers.forget_self(state)
+        workers.forget_self(state)
 
 
 def _retire(executor_reference: weakref.ref, state: WorkerState, token: bool) -> bool:
