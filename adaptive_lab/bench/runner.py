@@ -128,7 +128,9 @@ def run_once(profile: BenchProfile, config: BenchConfig, root: Path, corpus_file
     if config.kind == "reference":
         return _reference_run(config.name, root, settings.digest, corpus_files), np.empty(0)
     if scan_fn is None:
-        from adaptive_lab.scanner.core import scan as scan_fn
+        from adaptive_lab.scanner.core import scan
+
+        scan_fn = scan
     step = profile.scanner_profile == "step"
     cap = settings.step_time_cap if step else settings.time_cap
     if step and config.kind in ("fixed", "baseline", "tpe_default"):

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 NAME = "bench"
 HELP = ("benchmark the scanner under fixed pools, the ThreadPoolExecutor default, a sweep "
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     quick = args.quick
 
-    def pick(value: object, name: str, default: object) -> object:
+    def pick(value: Any, name: str, default: Any) -> Any:
         return value if value is not None else (QUICK[name] if quick else default)
 
     settings = BenchSettings(

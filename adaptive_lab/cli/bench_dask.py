@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _positive(name: str, value: Any, kind: type = int) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not isinstance(value, kind) or value <= 0:
         raise ValueError(f"{name} must be a positive {kind.__name__}, got {value!r}")
 
 
@@ -170,14 +171,14 @@ def run(args: argparse.Namespace) -> int:
             for r in range(-1, repeat):  # r = -1: untimed warm-up (imports in workers)
                 scan(root, digest=None)  # re-warm the page cache (others may drop it)
                 with AdaptiveThreadPoolExecutor(width, policy=None) as pool:
-                    runs = {
+                    contenders = {
                         "local-default": lambda root, **kw: scan(root, **kw),
                         "local-threads": lambda root, **kw: scan(root, pool, **kw),
                         "local-processes": lambda root, **kw: scan(root, procs, **kw),
                         "dask": lambda root, **kw: scan_on_dask(
                             root, client, batch_seconds=batch_seconds, **kw),
                     }
-                    for name, fn in runs.items():
+                    for name, fn in contenders.items():
                         res = _run_scan(fn, root, args.digest, profile)
                         if r >= 0:
                             rows.setdefault(name, []).append(res)

@@ -209,10 +209,11 @@ def validate(profile: str, policy_a: Any, policy_b: Any, *, files: int, passes: 
     from adaptive_lab.sim.closed_loop import describe_model
     from adaptive_lab.sim.model import WorkloadModel
 
-    kw = {"corpus": corpus, "files": files, "size_mix": size_mix,
-          "min_workers": min_workers, "max_workers": max_workers, "interval": interval,
-          "sample_period": sample_period, "batch_seconds": batch_seconds,
-          "batch_files": batch_files}
+    kw: dict[str, Any] = {
+        "corpus": corpus, "files": files, "size_mix": size_mix,
+        "min_workers": min_workers, "max_workers": max_workers, "interval": interval,
+        "sample_period": sample_period, "batch_seconds": batch_seconds,
+        "batch_files": batch_files}
     out: dict[str, Any] = {
         "profile": profile, "files": files, "passes": passes, "size_mix": size_mix,
         "repeat": repeat,

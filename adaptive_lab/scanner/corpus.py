@@ -63,8 +63,8 @@ def corpus_sizes(n: int, size_mix: str = "A", seed: int = 0) -> list[int]:
         raise ValueError(f"size_mix must be 'A' or 'B', got {size_mix!r}")
     rng = np.random.default_rng([seed, 1])
     sizes = np.minimum(rng.lognormal(math.log(8192), 1.3, n), MIB).astype(np.int64)
-    big = rng.choice(n, size=round(n * 0.01), replace=False) if n else []
-    sizes[big] = MIB
+    if n:
+        sizes[rng.choice(n, size=round(n * 0.01), replace=False)] = MIB
     return [int(s) for s in sizes]
 
 

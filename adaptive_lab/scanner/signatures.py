@@ -118,6 +118,8 @@ class SignatureSet:
              ) -> set[str]:
         """Names of the signatures occurring in ``data`` (added to ``found`` if given)."""
         found = set() if found is None else found
+        if isinstance(data, memoryview):  # bytes.find needs a bytes-like with .find
+            data = data.tobytes()
         if self._use_find:
             own = self._own
             for p in self._patterns:

@@ -191,7 +191,8 @@ class WorkloadModel:
         for i, s in enumerate(d["segments"]):
             if not isinstance(s, dict):
                 raise ValueError(f"model segments[{i}] must be a dict")
-            kw = {k: (math.nan if v is None else v) for k, v in s.items() if k in names}
+            kw: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in s.items()
+                                  if k in names}
             for opt in ("arrival_rate", "submit_rate", "background_q", "rounds"):
                 if s.get(opt) is None:
                     kw[opt] = None

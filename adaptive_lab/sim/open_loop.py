@@ -170,7 +170,7 @@ def _header_cores(trace: Trace) -> float:
     host = trace.header.get("host")
     cores = host.get("cores") if isinstance(host, dict) else None
     ok = isinstance(cores, (int, float)) and not isinstance(cores, bool) and cores > 0
-    return float(cores) if ok else NAN
+    return float(cores) if ok and cores is not None else NAN
 
 
 _OBS_FIELDS = frozenset(f.name for f in dataclasses.fields(Observation))

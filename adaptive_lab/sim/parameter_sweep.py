@@ -271,7 +271,7 @@ def threshold_targets(trace: Trace, points: list[dict[str, Any]], *,
             after[j + 1] = cur
         idx = []  # done
     for j, i in enumerate(idx):
-        cpu_raw, q_raw, mem = float(cpu_col[i]), float(q_col[i]), float(mem_col[i])
+        cpu_raw, q_raw, mem_now = float(cpu_col[i]), float(q_col[i]), float(mem_col[i])
         if smooth.any():
             if math.isfinite(cpu_raw):
                 s_cpu = np.where(np.isfinite(s_cpu), alpha * s_cpu + (1 - alpha) * cpu_raw,
@@ -285,7 +285,7 @@ def threshold_targets(trace: Trace, points: list[dict[str, Any]], *,
             cpu = np.full(G, cpu_raw)
             q = np.full(G, q_raw)
         first = False
-        r1 = mem > P["memory_pressure"]
+        r1 = mem_now > P["memory_pressure"]
         r2 = ~r1 & (cpu > P["scale_down_cpu"]) & (q < P["scale_down_queue"])
         r3 = ~r1 & ~r2 & (cpu < P["scale_up_cpu"]) & (q > P["scale_up_queue"])
         r4 = ~r1 & ~r2 & ~r3 & (q > P["moderate_queue"])
@@ -327,6 +327,7 @@ def sweep(model_or_trace: WorkloadModel | Trace, policy_class: type[Policy],
             policies.append(None)
     params = {n: np.array([p[n] for p in points]) for n in names}
     good = [i for i in range(len(points)) if valid[i]]
+    chosen = {i: p for i, p in enumerate(policies) if p is not None}
     metrics = {m: np.full(len(points), np.nan) for m in METRICS}
     vec = False
     if mode == "open":
@@ -334,13 +335,13 @@ def sweep(model_or_trace: WorkloadModel | Trace, policy_class: type[Policy],
             raise TypeError("mode='open' needs the recorded Trace, not a model")
         trace = model_or_trace
         model = WorkloadModel.fit(trace)
-        kw = {"interval": interval, "min_workers": min_workers, "max_workers": max_workers,
-              "initial_workers": initial_workers}
+        kw: dict[str, Any] = {"interval": interval, "min_workers": min_workers,
+                              "max_workers": max_workers, "initial_workers": initial_workers}
         if vectorise and policy_class is ThresholdPolicy and good:
-            targets = threshold_targets(trace, [policies[i].params() for i in good], **kw)
+            targets = threshold_targets(trace, [chosen[i].params() for i in good], **kw)
             vec = True
         elif good:
-            cols = [[s["target"] for s in replay(trace, policies[i], **kw).samples]
+            cols = [[s["target"] for s in replay(trace, chosen[i], **kw).samples]
                     for i in good]
             targets = np.array(cols, dtype=np.int64).T
         if good:
@@ -354,11 +355,11 @@ def sweep(model_or_trace: WorkloadModel | Trace, policy_class: type[Policy],
         model = model_or_trace if isinstance(model_or_trace, WorkloadModel) else \
             WorkloadModel.fit(model_or_trace)
         for i in good:
-            tr = simulate(model, policies[i], interval=interval, min_workers=min_workers,
+            tr = simulate(model, chosen[i], interval=interval, min_workers=min_workers,
                           max_workers=max_workers, initial_workers=initial_workers,
                           seed=seed, **simulate_kw)
-            for m, v in closed_metrics(tr).items():
-                metrics[m][i] = v
+            for m, value in closed_metrics(tr).items():
+                metrics[m][i] = value
     return SweepResult(policy=policy_class.name, mode=mode, names=names, shape=shape,
                        params=params, metrics=metrics, valid=valid, errors=errors,
                        vectorised=vec)

@@ -8,7 +8,7 @@ is imported when a builder is called.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,7 +72,8 @@ def sweep_heatmap(sweep: Any, x: str, y: str, metric: str = "throughput", *,
                              f"(columns: {', '.join(map(str, rows[0]))})")
     if x == y:
         raise ValueError("x and y must be different parameters")
-    funcs = {"mean": np.nanmean, "max": np.nanmax, "min": np.nanmin}
+    funcs: dict[str, Callable[..., Any]] = {"mean": np.nanmean, "max": np.nanmax,
+                                          "min": np.nanmin}
     if reduce not in funcs:
         raise ValueError(f"reduce must be one of {sorted(funcs)}, got {reduce!r}")
     xs = sorted({r[x] for r in rows})
