@@ -1,4 +1,4 @@
-"""adaptive_lab: adaptive worker scaling for Python thread pools.
+"""adaptive_lab: adaptive worker scaling for Python executors.
 
 A resizable executor, pure scaling policies, a control loop, recorded traces, replay
 and simulation, a file scanner, benchmarks and notebooks.
@@ -13,16 +13,18 @@ from adaptive_lab.bench.references import (
     run_native_scan,
 )
 from adaptive_lab.bench.runner import run_benchmark
-from adaptive_lab.control.clock import FakeClock, SystemClock
-from adaptive_lab.control.controller import Controller
+from adaptive_lab.control.clock import Clock, FakeClock, SystemClock
+from adaptive_lab.control.controller import Controller, Resizable
 from adaptive_lab.control.metrics import (
+    MetricsSource,
     PsutilMetrics,
     ScriptedMetrics,
     SystemSample,
     WorkerPoolMetrics,
 )
 from adaptive_lab.executors.adaptive import AdaptiveThreadPoolExecutor, default_bounds
-from adaptive_lab.executors.thread import BrokenThreadPool, PoolStats
+from adaptive_lab.executors.stats import PoolStats
+from adaptive_lab.executors.thread import BrokenThreadPool, ResizableThreadPoolExecutor
 from adaptive_lab.policies import (
     PORTED_POLICIES,
     THRESHOLD_DEFAULTS,
@@ -92,6 +94,7 @@ __all__ = [
     "AdaptiveThreadPoolExecutor",
     "BenchSettings",
     "BrokenThreadPool",
+    "Clock",
     "Controller",
     "CorpusInfo",
     "Decision",
@@ -101,6 +104,7 @@ __all__ = [
     "Gradient2Policy",
     "HillClimbingPolicy",
     "LiveMonitor",
+    "MetricsSource",
     "Observation",
     "OccupancyPolicy",
     "Param",
@@ -110,6 +114,8 @@ __all__ = [
     "PsutilMetrics",
     "Recorder",
     "ReplayExplorer",
+    "Resizable",
+    "ResizableThreadPoolExecutor",
     "ScanSummary",
     "Scanner",
     "ScriptedMetrics",

@@ -64,21 +64,81 @@ def test_py_typed_is_shipped():
     assert (ROOT / "adaptive_lab" / "py.typed").exists()
 
 
-def test_public_surface_is_explicit():
+#: The whole public surface, written out: it changes only on purpose.
+PUBLIC_API = {
+    # executors and their control
+    "AdaptiveThreadPoolExecutor", "ResizableThreadPoolExecutor", "BrokenThreadPool",
+    "PoolStats", "default_bounds", "Controller", "Resizable",
+    # clocks and metrics sources, with their test doubles
+    "Clock", "SystemClock", "FakeClock", "MetricsSource", "PsutilMetrics",
+    "ScriptedMetrics", "SystemSample", "WorkerPoolMetrics", "available_cores",
+    # policies
+    "Policy", "Decision", "Observation", "Param", "param", "available_policies",
+    "make_policy", "parse_assignments", "policy_class", "register_policy",
+    "THRESHOLD_DEFAULTS", "PORTED_POLICIES", "AIMDPolicy", "FixedPolicy",
+    "Gradient2Policy", "HillClimbingPolicy", "OccupancyPolicy", "TargetTrackingPolicy",
+    "ThresholdPolicy", "ThroughputSeekingPolicy", "UtilizationBandPolicy", "VegasPolicy",
+    # traces, replay, simulation
+    "Trace", "TraceFormatError", "Recorder", "replay", "simulate", "sweep",
+    "SimulatedPool", "SweepResult", "WorkloadModel", "Segment", "record_scan",
+    # the scanner and its workloads
+    "scan", "Scanner", "ScanSummary", "FileResult", "Signature", "SignatureSet",
+    "builtin_signatures", "eicar_bytes", "load_signatures", "parse_signatures",
+    "PROFILES", "Profile", "profile_by_name", "CorpusInfo", "make_corpus",
+    # benchmarks and their references
+    "BenchSettings", "run_benchmark", "compare_scan_speed", "native_scan_command",
+    "plain_loop_scan", "run_native_scan",
+    # notebooks
+    "LiveMonitor", "ReplayExplorer",
+    "__version__",
+}
+
+
+def test_public_surface_is_exactly_the_curated_list():
     import adaptive_lab
 
-    assert sorted(adaptive_lab.__all__) == sorted(set(adaptive_lab.__all__))
+    assert len(adaptive_lab.__all__) == len(set(adaptive_lab.__all__)), "duplicates"
+    assert set(adaptive_lab.__all__) == PUBLIC_API, (
+        f"added: {sorted(set(adaptive_lab.__all__) - PUBLIC_API)}; "
+        f"removed: {sorted(PUBLIC_API - set(adaptive_lab.__all__))}")
     for name in adaptive_lab.__all__:
         assert hasattr(adaptive_lab, name), name
-    expected = {
-        "AdaptiveThreadPoolExecutor", "BrokenThreadPool", "Controller", "Decision",
-        "FakeClock", "FixedPolicy", "Observation", "Param", "Policy", "PoolStats",
-        "PsutilMetrics", "Recorder", "ScriptedMetrics", "SystemClock", "SystemSample",
-        "ThresholdPolicy", "Trace", "TraceFormatError", "WorkerPoolMetrics",
-        "available_policies", "make_policy", "THRESHOLD_DEFAULTS",
-    }
-    missing = expected - set(adaptive_lab.__all__)
-    assert not missing, f"removed from the public API: {missing}"
+
+
+def test_no_public_name_shadows_a_submodule():
+    """``adaptive_lab.X`` is either a module or a name, never a function hiding a module."""
+    import pkgutil
+
+    import adaptive_lab
+
+    modules = {m.name for m in pkgutil.iter_modules(adaptive_lab.__path__)}
+    assert not (modules & set(adaptive_lab.__all__)), modules & set(adaptive_lab.__all__)
+    for pkg in ("sim", "scanner", "trace", "control"):
+        mod = __import__(f"adaptive_lab.{pkg}", fromlist=["__all__"])
+        subs = {m.name for m in pkgutil.iter_modules(mod.__path__)}
+        assert not (subs & set(getattr(mod, "__all__", ()))), (pkg, subs)
+
+
+def test_names_say_what_things_are():
+    """No 'seed', 'anchor' or 'issue' in the public names."""
+    import adaptive_lab
+
+    bad = [n for n in adaptive_lab.__all__ if re.search(r"seed|anchor|issue", n, re.I)]
+    assert not bad, bad
+
+
+def test_the_project_speaks_for_itself():
+    """No file a user clones points outside the repository or to tracker numbers."""
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "grep", "-n", "-I", "-E",
+         r"(\.\./)+shared/|shared/(seed|MEASURED|DESIGN|STYLE|NOTEBOOKS)|\bissues? ?#?[0-9]+\b",
+         "--", ".", ":!tests/test_project.py"],
+        cwd=ROOT, capture_output=True, text=True)
+    if out.returncode not in (0, 1):
+        pytest.skip("not a git checkout")
+    assert out.stdout == "", out.stdout[:2000]
 
 
 def test_readme_has_exactly_two_setup_commands():
