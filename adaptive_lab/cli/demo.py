@@ -13,8 +13,15 @@ import concurrent.futures as cf
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from adaptive_lab.cli._common import add_policy_arguments, policy_from_args
+from adaptive_lab.cli._metrics import (
+    add_metrics_arguments,
+    start_metrics,
+    stop_metrics,
+    watch_metrics,
+)
 
 NAME = "demo"
 HELP = "scan a generated corpus with the adaptive pool, print the scaling, write a trace"
@@ -29,12 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", default="out/demo_trace.jsonl", help="trace output path")
     p.add_argument("--no-compare", action="store_true",
                    help="skip the ThreadPoolExecutor comparison run")
+    add_metrics_arguments(p)
 
 
-def _scan(root: str, executor: cf.Executor, profile: object) -> object:
-    from adaptive_lab.scanner.core import scan
+def _scan(root: str, executor: cf.Executor, profile: Any, metrics: Any = None) -> Any:
+    from adaptive_lab.scanner.core import Scanner
 
-    return scan(root, executor, profile=profile, signatures="builtin")
+    scanner = Scanner(root, executor, profile=profile, signatures="builtin")
+    watch_metrics(metrics, scanner)  # its files and bytes, with --metrics-port
+    return scanner.run()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.latency_ms < 0:
         raise ValueError(f"--latency-ms must be >= 0, got {args.latency_ms}")
     policy = policy_from_args(args)
+    metrics = start_metrics(args)  # None without --metrics-port
     profile = (profile_by_name("latency", latency_ms=args.latency_ms) if args.latency_ms > 0
                else profile_by_name("local"))
     with tempfile.TemporaryDirectory(prefix="adaptive-lab-demo-") as tmp:
@@ -67,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                                     "files": info.files})
         t0 = time.perf_counter()
         with pool:
-            summary = _scan(root, pool, profile)
+            summary = _scan(root, pool, profile, metrics)
         elapsed = time.perf_counter() - t0
         trace = Trace.load(trace_path)
         events = trace.scale_events()
@@ -100,4 +111,5 @@ def run(args: argparse.Namespace) -> int:
             verdict = "faster" if rate > base_rate else "slower"
             print(f"adaptive / default throughput ratio: {rate / base_rate:.2f} "
                   f"(adaptive is {verdict} on this workload)")
+    stop_metrics(metrics)
     return 0

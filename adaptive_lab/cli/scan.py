@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 from adaptive_lab.cli._common import add_policy_arguments, policy_from_args
+from adaptive_lab.cli._metrics import add_metrics_arguments, start_metrics, stop_metrics
 
 NAME = "scan"
 HELP = "scan a directory tree: hash every file, match byte signatures, report"
@@ -50,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip files larger than this")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line even on a terminal")
+    add_metrics_arguments(parser)
 
 
 def _profile(args: argparse.Namespace) -> Any:
@@ -183,11 +185,13 @@ def run(args: argparse.Namespace) -> int:
     digest = None if args.digest.lower() == "none" else args.digest
     pool = _executor(args, profile)
     results_fh = None
+    metrics = None
     interrupted = False
     try:
         scanner = Scanner(args.root, pool, digest=digest, signatures=args.signatures,
                           profile=profile, follow_symlinks=args.follow_symlinks,
                           max_file_size=args.max_file_size)
+        metrics = start_metrics(args, scanner, pool)  # None without --metrics-port
         if args.results:
             results_fh = open(args.results, "w", encoding="utf-8")
         progress = (Progress(sys.stderr, pool)
@@ -207,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         if results_fh is not None:
             results_fh.close()
         pool.shutdown(wait=True, cancel_futures=True)
+        stop_metrics(metrics)
     summary = scanner.summary
     report = _pool_report(pool)
     if args.json:

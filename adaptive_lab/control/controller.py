@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Protocol
 
 from adaptive_lab.control.clock import Clock, SystemClock
 from adaptive_lab.control.metrics import MetricsSource, PsutilMetrics, SystemSample, latency_stats
+from adaptive_lab.control.registry import register, ticked
 from adaptive_lab.policies.base import Decision, Observation, Policy, clamp_target
 from adaptive_lab.trace.recorder import Recorder
 
@@ -266,6 +267,7 @@ class Controller:
                      "done=%d thr=%.1f/s cpu=%.0f%% mem=%.0f%%", t, st.size, st.alive,
                      st.busy, st.queued, st.completed + st.failed, sample["throughput"],
                      sysm.cpu_percent, sysm.memory_percent)
+        ticked(self, st)  # exporters read the window (a no-op without one)
         return decision
 
     def _sample(self, t: float, st: Any, sysm: SystemSample) -> dict[str, Any]:
@@ -342,6 +344,7 @@ class Controller:
         """Run ticks every ``sample_period`` on a daemon thread (idempotent)."""
         if self._thread is not None:
             return
+        register(self)  # a live target, for exporters (held weakly)
         self._thread = threading.Thread(target=self._run, name="adaptive-lab-controller",
                                         daemon=True)
         self._thread.start()

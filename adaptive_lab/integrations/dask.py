@@ -35,6 +35,7 @@ from tornado.ioloop import PeriodicCallback
 from adaptive_lab.control.clock import Clock, SystemClock
 from adaptive_lab.control.controller import Controller
 from adaptive_lab.control.metrics import SystemSample
+from adaptive_lab.control.registry import register
 from adaptive_lab.executors.stats import PoolStats
 from adaptive_lab.integrations.dask_plugin import PLUGIN_NAME, SNAPSHOT_HANDLER, TaskCounter
 from adaptive_lab.policies import Decision, Observation, Policy, make_policy
@@ -260,6 +261,7 @@ class PolicyAdaptive(Adaptive):
                       "scheduler": getattr(cluster, "scheduler_address", None),
                       "wait_count": self.wait_count,
                       "target_duration": self.target_duration})
+        register(self.controller, f"dask-{getattr(cluster, 'name', None) or 'cluster'}")
         self._ready = True
 
     # -- what the controller saw and did ----------------------------------------------
