@@ -178,6 +178,55 @@ def test_nested_use_measures_each_block():
     run(main())
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_random_enter_leave_cancel_resize_keeps_the_books(seed):
+    """Random steps: every request is counted exactly once, no place stays free while
+    someone waits, and waiters enter in the order they came."""
+    import random
+
+    rng = random.Random(seed)
+
+    async def main() -> None:
+        lim = ResizableLimiter(rng.randint(1, 5))
+        gates: dict[int, asyncio.Event] = {}
+        tasks: dict[int, asyncio.Task[None]] = {}
+        entered: list[int] = []
+
+        async def req(i: int) -> None:
+            async with lim:
+                entered.append(i)
+                await gates[i].wait()
+                if i % 7 == 0:
+                    raise ValueError("a failed request")
+
+        for i in range(300):
+            op = rng.random()
+            if op < 0.45:
+                gates[i] = asyncio.Event()
+                tasks[i] = asyncio.create_task(req(i))
+            elif op < 0.7 and tasks:
+                gates[rng.choice(list(gates))].set()
+            elif op < 0.85 and tasks:
+                tasks[rng.choice(list(tasks))].cancel()
+            else:
+                lim.resize(rng.randint(1, 6))
+            for _ in range(rng.randint(0, 3)):
+                await asyncio.sleep(0)
+            st = lim.stats()
+            assert st.submitted == (st.completed + st.failed + st.cancelled + st.busy
+                                    + st.queued)
+            assert st.queued == 0 or st.busy >= st.size
+        for g in gates.values():
+            g.set()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        st = lim.stats()
+        assert st.busy == st.queued == 0
+        assert st.submitted == len(tasks) == st.completed + st.failed + st.cancelled
+        assert entered == sorted(entered)  # FIFO: no one overtook an earlier waiter
+
+    run(main())
+
+
 @pytest.mark.parametrize("bad", [0, -1])
 def test_invalid_limits_raise_value_error_naming_the_parameter(bad):
     with pytest.raises(ValueError, match="limit"):
@@ -531,3 +580,55 @@ def test_traces_load_and_replay_like_pool_traces(http, tmp_path):
         out = replay(trace, make_policy(name))
         assert len(out.samples) == len(trace.samples)
         assert all(1 <= s["target"] <= 1000 for s in out.samples)
+
+
+# -- the benchmark's arithmetic (synthetic runs, no server) ---------------------------------
+def _synthetic(name: str, kind: str, rate: float, latency: float, limit: int,
+               until: float, drop_every: int = 0) -> Any:
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("aiohttp")
+    from adaptive_lab.bench.aio import Run
+
+    t = np.arange(0.0, until, 1.0 / rate)
+    ok = np.ones(t.size, dtype=bool)
+    if drop_every:
+        ok[::drop_every] = False
+    return Run(name, kind, t, np.full(t.size, latency), ok, [(0.0, limit)])
+
+
+def test_benchmark_ratios_are_to_the_best_fixed_limit_and_the_latency_at_capacity():
+    from adaptive_lab.bench.aio import Scenario, format_table, summarise
+
+    sc = Scenario("s", "steady", 4, 10, 4.0, 1.0)
+    runs = [_synthetic("Semaphore(2)", "fixed", 200, 0.010, 2, 4.0),
+            _synthetic("Semaphore(4)", "fixed", 400, 0.010, 4, 4.0),
+            _synthetic("Semaphore(8)", "fixed", 400, 0.020, 8, 4.0),
+            _synthetic("AdaptiveLimiter()", "default", 380, 0.012, 5, 4.0, drop_every=10)]
+    s = summarise(sc, runs)
+    assert s["best_fixed"] in ("Semaphore(4)", "Semaphore(8)")
+    assert s["at_capacity"] == "Semaphore(4)"
+    row = {r["name"]: r for r in s["rows"]}["AdaptiveLimiter()"]
+    assert row["throughput_ratio"] == pytest.approx(0.9 * 380 / 400, rel=0.02)
+    assert row["latency_ratio"] == pytest.approx(1.2)
+    assert row["dropped"] == pytest.approx(0.1, abs=0.01)
+    assert "* AdaptiveLimiter()" in format_table({"scenarios": [s], "overhead": {
+        "asyncio.Semaphore_ns": 1.0, "ResizableLimiter_ns": 1.5, "ResizableLimiter_ratio": 1.5,
+        "AdaptiveLimiter()_ns": 1.6, "AdaptiveLimiter()_ratio": 1.6}})
+
+
+def test_benchmark_recovery_after_the_capacity_halves():
+    np = pytest.importorskip("numpy")
+    from adaptive_lab.bench.aio import Run, Scenario, summarise
+
+    sc = Scenario("h", "halved", 8, 10, 10.0, 1.0, change_at=4.0)
+    fixed = _synthetic("Semaphore(4)", "fixed", 400, 0.010, 4, 10.0)
+    # slow latency for 2 s after the change, then back within 1.5 x
+    t = np.arange(0.0, 10.0, 1 / 400)
+    lat = np.where((t >= 4.0) & (t < 6.0), 0.030, 0.011)
+    adaptive = Run("AdaptiveLimiter()", "default", t, lat, np.ones(t.size, dtype=bool),
+                   [(0.0, 8), (6.0, 4)])
+    row = {r["name"]: r for r in summarise(sc, [fixed, adaptive])["rows"]}[
+        "AdaptiveLimiter()"]
+    assert row["recovery_throughput_s"] == 0.0
+    # the first 1 s window (in 0.25 s steps) whose median is within: [5.75, 6.75)
+    assert row["recovery_latency_s"] == pytest.approx(1.75)

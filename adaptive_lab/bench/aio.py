@@ -63,7 +63,7 @@ class Scenario:
 
     def fixed_limits(self) -> list[int]:
         c = self.capacity
-        return sorted({max(1, c // 4), max(1, c // 2), c, 2 * c, 8 * c})
+        return sorted({max(1, c // 2), c, 2 * c, 8 * c})
 
 
 def scenarios(quick: bool = False) -> list[Scenario]:
@@ -72,12 +72,12 @@ def scenarios(quick: bool = False) -> list[Scenario]:
         return [Scenario("steady c16 10ms", "steady", 16, 10, 2.0, 0.5),
                 Scenario("shedding c16 10ms", "shedding", 16, 10, 2.0, 1.0, shed_queue=16)]
     return [
-        Scenario("steady c4 20ms", "steady", 4, 20, 5.0, 2.0),
-        Scenario("steady c16 10ms", "steady", 16, 10, 5.0, 2.0),
-        Scenario("steady c16 1ms", "steady", 16, 1, 5.0, 2.0),
-        Scenario("steady c64 50ms", "steady", 64, 50, 5.0, 2.0),
-        Scenario("halved c32 20ms", "halved", 32, 20, 12.0, 2.0, change_at=5.0),
-        Scenario("shedding c16 10ms", "shedding", 16, 10, 10.0, 5.0, shed_queue=16),
+        Scenario("steady c4 20ms", "steady", 4, 20, 3.5, 1.5),
+        Scenario("steady c8 1ms", "steady", 8, 1, 3.5, 1.5),
+        Scenario("steady c16 10ms", "steady", 16, 10, 3.5, 1.5),
+        Scenario("steady c64 50ms", "steady", 64, 50, 3.5, 1.5),
+        Scenario("halved c32 20ms", "halved", 32, 20, 9.0, 2.0, change_at=3.5),
+        Scenario("shedding c16 10ms", "shedding", 16, 10, 8.0, 5.0, shed_queue=16),
     ]
 
 
