@@ -52,25 +52,19 @@ GIL_SERIAL_SHARE = 0.25
 #: fixed sizes were 1.3-2.5x it, and 1.25x it lost 5-15 % on 1 and 5 ms storage.
 BDP_GAIN = 2.0
 
-#: The CPU a window's tasks cost is the workers' own (``task_cpu_cores``), or the whole
-#: process's when higher and its other threads keep pace with the tasks (the scanner's
-#: walk, a bounded producer: their CPU grows with the throughput and takes the same
-#: cores). Not when the window's submissions exceed ``FEEDING`` x its completions (plus
-#: the pool size): that is a submit burst (``map`` of 20,000 20 ms sleeps kept 0.6 cores
-#: busy at 2 workers, a "CPU cap" of 6 where 384 is best), which ends on its own.
+#: The CPU a window's tasks cost is the workers' own (``task_cpu_cores``). Process CPU
+#: also counts the submitter: ``map`` of 20,000 20 ms sleeps kept 0.6 cores busy at 2
+#: workers while submitting, a "CPU cap" of 6 where 384 is best; and counting a bounded
+#: producer's CPU (taking the larger of the two) held 1 ms sleeps at 24-28 threads where
+#: 64 are best (0.60 of the best fixed size, against 0.83 on the workers' CPU alone).
+#: Without ``task_cpu_cores`` (old traces) process CPU is used, except in a window that
+#: submitted more than ``FEEDING`` x the tasks it finished (plus the pool size).
 FEEDING = 2.0
 
 #: Little-law climb: a climb step whose latency stayed this flat (Little elasticity at
 #: least this) is in the linear region, so with a deep queue the next size is the
 #: Little's-law size ``rate_guess x R`` at once rather than ``growth`` x.
 LINEAR = 0.8
-
-
-def _max_finite(a: float, b: float) -> float:
-    """The larger of two readings, either if the other is NaN (NaN if both are)."""
-    if math.isnan(a):
-        return b
-    return a if math.isnan(b) else max(a, b)
 
 
 def _as_cores(percent: float, obs: Observation) -> float:
@@ -120,8 +114,8 @@ class _Segment:
             self.lat_sum += obs.latency_mean * done
             self.lat_tasks += done
         used = obs.task_cpu_cores  # the workers' own CPU
-        if not fed > FEEDING * done + obs.workers:  # the rest keeps pace: it counts
-            used = _max_finite(used, _as_cores(obs.process_cpu_percent, obs))
+        if math.isnan(used) and not fed > FEEDING * done + obs.workers:
+            used = _as_cores(obs.process_cpu_percent, obs)  # (old traces; no burst)
         if math.isfinite(used) and used >= 0:
             self.cpu_s += used * obs.dt
             self.cpu_dur += obs.dt
