@@ -1,7 +1,8 @@
 """``adaptive-lab scan ROOT``: hash and match a tree on an adaptive (or fixed) pool.
 
 Exit status: 0 when no signature matched, 1 when one did (like ``clamscan``), 2 on bad
-input, 130 when interrupted (the partial summary is still printed).
+input (a ``--cache`` file that is not a cache too), 130 when interrupted (the partial
+summary is still printed).
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip files larger than this")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line even on a terminal")
+    parser.add_argument("--cache", metavar="PATH", default=None,
+                        help="rescan cache (an SQLite file, created 0600): unchanged files "
+                             "are answered from it without being read")
+    parser.add_argument("--cache-trust", action="append", default=None,
+                        choices=("ignore-inode", "ignore-ctime"),
+                        help="leave inode and device, or ctime, out of the cache's "
+                             "comparison (filesystems where they change by themselves); "
+                             "repeatable")
+    parser.add_argument("--cache-max-age", type=int, default=None, metavar="RUNS",
+                        help="drop entries of directories not listed for RUNS runs "
+                             "(default 20)")
+    parser.add_argument("--cache-max-entries", type=int, default=None, metavar="N",
+                        help="evict least-recently-used entries over N (default 2000000)")
     add_metrics_arguments(parser)
 
 
@@ -171,6 +185,14 @@ def _print_table(summary: Any, pool: dict[str, Any], out: TextIO) -> None:
     rows.append(("pool", f"policy {policy}: {pool['scale_events']} scale events, final size "
                          f"{pool['final_size']} (bounds {pool['min_workers']}.."
                          f"{pool['max_workers']})"))
+    if summary.cache is not None:
+        c, rate = summary.cache, summary.cache_hit_rate
+        rows.append(("cache", f"{summary.cache_hits} hits, {summary.cache_misses} misses"
+                              + (f" ({rate:.1%} hit rate)" if rate is not None else "")
+                              + f", {c['written']} written ({c['racy']} racy), "
+                              f"{c['pruned'] + c['evicted']} dropped: {c['path']}"))
+        if c["disabled"]:
+            rows.append(("", f"not used after an error: {c['disabled']}"))
     if summary.cancelled:
         rows.append(("cancelled", "yes: the scan was interrupted"))
     width = max(len(k) for k, _ in rows)
@@ -178,11 +200,39 @@ def _print_table(summary: Any, pool: dict[str, Any], out: TextIO) -> None:
         print(f"{key:<{width}}  {value}", file=out)
 
 
+def _cache(args: argparse.Namespace) -> Any:
+    """``--cache`` and its settings as a ScanCache (None without ``--cache``)."""
+    extra = {k: v for k, v in (("max_age_runs", args.cache_max_age),
+                               ("max_entries", args.cache_max_entries)) if v is not None}
+    if args.cache is None:
+        if args.cache_trust or extra:
+            raise ValueError("--cache-trust, --cache-max-age and --cache-max-entries "
+                             "need --cache")
+        return None
+    from adaptive_lab.scanner.cache import ScanCache
+
+    return ScanCache(args.cache, trust=args.cache_trust, **extra)
+
+
+def _warn_one_line(message: Any, category: Any, filename: str, lineno: int,
+                   file: Any = None, line: str | None = None) -> None:
+    print(f"adaptive-lab scan: warning: {message}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_one_line
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from adaptive_lab.scanner.core import Scanner
 
     profile = _profile(args)
     digest = None if args.digest.lower() == "none" else args.digest
+    cache = _cache(args)
     pool = _executor(args, profile)
     results_fh = None
     metrics = None
@@ -190,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         scanner = Scanner(args.root, pool, digest=digest, signatures=args.signatures,
                           profile=profile, follow_symlinks=args.follow_symlinks,
-                          max_file_size=args.max_file_size)
+                          max_file_size=args.max_file_size, cache=cache)
         metrics = start_metrics(args, scanner, pool)  # None without --metrics-port
         if args.results:
             results_fh = open(args.results, "w", encoding="utf-8")

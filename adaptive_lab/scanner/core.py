@@ -1,8 +1,8 @@
 """Scan a directory tree on any ``concurrent.futures.Executor``: read, hash, match.
 
-Design (see docs/scanner.md and shared/MEASURED.md):
+Design (see docs/scanner.md):
 
-* The walk (:mod:`adaptive_lab.walk`) runs in the calling thread and never opens
+* The walk (:mod:`adaptive_lab.scanner.walk`) runs in the calling thread and never opens
   anything but directories, nor stats files (the readers measure sizes; a ``stat``
   here is one more GIL hand-off per file). Regular files are grouped into *batches*
   worth about ``batch_seconds`` of work, estimated online from EWMAs of the measured
@@ -21,6 +21,9 @@ Design (see docs/scanner.md and shared/MEASURED.md):
   checked with ``fstat`` so a file replaced by a FIFO can never block a worker, and
   re-checked after reading so a file that changed is reported, not silently hashed.
 * Results stream back as :class:`FileResult` records; nothing holds all of them.
+* With ``cache=PATH`` (:mod:`adaptive_lab.scanner.cache`) this thread looks files up
+  in a rescan cache first (a ``stat`` per file, a query per directory): unchanged
+  ones are results at once (``cached=True``), the rest are read and stored.
 """
 
 from __future__ import annotations
@@ -32,12 +35,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Executor, Future
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from adaptive_lab.scanner._cache_run import CacheRun
+from adaptive_lab.scanner.cache import ScanCache, open_cache, record_cache_event
 from adaptive_lab.scanner.profiles import Profile, profile_by_name
-from adaptive_lab.scanner.read import MIN_CHUNK, CancelToken, ScanOptions, check_digest, scan_batch
+from adaptive_lab.scanner.read import (
+    MIN_CHUNK,
+    CancelToken,
+    ScanOptions,
+    check_digest,
+    scan_batch,
+    scan_batch_stats,
+)
 from adaptive_lab.scanner.signatures import load_signatures
+from adaptive_lab.scanner.summary import ScanSummary
 from adaptive_lab.scanner.walk import Entry, FileResult, failed, walk
 
 __all__ = ["CancelToken", "FileResult", "ScanOptions", "ScanSummary", "Scanner",
@@ -56,76 +68,7 @@ _THREAD_BATCH_S = 0.0015  # default batch_seconds on threads
 _PROCESS_BATCH_S = 0.01  # and on worker processes (a pipe round trip per batch)
 
 
-@dataclass
-class ScanSummary:
-    """Counts for one scan; every name the walk saw is in exactly one of
-    ``files`` (ok), ``skipped``, ``errors`` or ``not_scanned`` (cancelled).
-
-    ``bytes`` counts bytes read from ok files; ``matches`` counts (file, signature)
-    hits and ``matched_files`` the files with at least one; ``reasons`` counts skip and
-    error reasons; ``files_per_s`` and ``mb_per_s`` use ok files / bytes over
-    ``elapsed`` (wall seconds).
-    """
-
-    root: str = ""
-    digest: str | None = "sha256"
-    profile: str = "local"
-    executor: str = ""
-    files: int = 0
-    bytes: int = 0
-    skipped: int = 0
-    errors: int = 0
-    not_scanned: int = 0
-    matches: int = 0
-    matched_files: int = 0
-    elapsed: float = 0.0
-    cancelled: bool = False
-    batches: int = 0
-    max_in_flight: int = 0
-    sec_per_unit: float | None = None
-    reasons: dict[str, int] = field(default_factory=dict)
-    match_counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def files_seen(self) -> int:
-        """Every name the walk reported: ok + skipped + errors + not scanned."""
-        return self.files + self.skipped + self.errors + self.not_scanned
-
-    @property
-    def files_per_s(self) -> float:
-        return self.files / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.bytes / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
-
-    def add(self, r: FileResult) -> None:
-        """Count one result."""
-        if r.status == "ok":
-            self.files += 1
-            self.bytes += r.size
-            if r.matches:
-                self.matched_files += 1
-                self.matches += len(r.matches)
-                for name in r.matches:
-                    self.match_counts[name] = self.match_counts.get(name, 0) + 1
-            return
-        if r.status == "skipped":
-            self.skipped += 1
-        else:
-            self.errors += 1
-        key = r.reason or "unknown"
-        self.reasons[key] = self.reasons.get(key, 0) + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict including the derived rates."""
-        d = asdict(self)
-        d.update(files_seen=self.files_seen, files_per_s=self.files_per_s,
-                 mb_per_s=self.mb_per_s)
-        return d
-
-
-def _executor_width(executor: Executor) -> int | None:
+def _executor_width(executor: Executor | None) -> int | None:
     """Worker count to size the in-flight bound on: a resizable pool's current size
     (read again as it changes), else ``max_workers``."""
     for attr in ("size", "max_workers", "_max_workers"):
@@ -135,7 +78,7 @@ def _executor_width(executor: Executor) -> int | None:
     return None
 
 
-def _in_flight_bound(executor: Executor) -> int:
+def _in_flight_bound(executor: Executor | None) -> int:
     """Default batches in flight: ``2 * workers + 4`` (4..1024). It follows a resizable
     pool's current size, so results lag the work by about one batch per worker at most
     and the queue depth a policy sees is this scan's real backlog."""
@@ -186,6 +129,11 @@ class Scanner:
         keep the queue a fine-grained signal for a policy), 10 ms on a
         ``ProcessPoolExecutor`` (each batch costs a round trip through a pipe; 10 ms
         batches scanned a warm corpus 20 % faster than 1.5 ms ones here).
+    cache
+        A rescan cache (a path, or a :class:`~adaptive_lab.scanner.cache.ScanCache` for
+        its settings): unchanged files are not read; ValueError if it is not a cache.
+    cache_trust
+        With a path for ``cache``: ``"ignore-inode"`` and/or ``"ignore-ctime"``.
     """
 
     def __init__(self, root: str | bytes | os.PathLike, executor: Executor | None = None, *,
@@ -193,7 +141,9 @@ class Scanner:
                  profile: Profile | str | None = None, follow_symlinks: bool = False,
                  max_file_size: int | None = None, chunk_size: int = MIN_CHUNK,
                  cancel_event: threading.Event | None = None,
-                 max_in_flight: int | None = None, batch_seconds: float | None = None) -> None:
+                 max_in_flight: int | None = None, batch_seconds: float | None = None,
+                 cache: ScanCache | str | bytes | os.PathLike | None = None,
+                 cache_trust: str | list[str] | None = None) -> None:
         if executor is not None and not isinstance(executor, Executor):
             raise ValueError(f"executor must be a concurrent.futures.Executor, "
                              f"got {type(executor).__name__}")
@@ -233,6 +183,7 @@ class Scanner:
         self._batch_cost: float | None = None  # the estimate batches are sized on
         self._units_per_file = 1.0  # EWMA over results: cost of a file of unknown size
         self._started = False
+        self.cache = open_cache(cache, cache_trust)
 
     def cancel(self) -> None:
         """Ask the scan to stop; safe from any thread (or a signal handler)."""
@@ -262,8 +213,11 @@ class Scanner:
         self._started = True
         summary = self.summary
         own = self.executor is None
-        executor = self.executor if not own else _default_executor()
-        summary.executor = type(executor).__name__
+        # with a cache, its own pool starts at the first file to read (maybe never)
+        executor = self.executor
+        if executor is None and self.cache is None:
+            executor = _default_executor()
+        summary.executor = type(executor).__name__ if executor is not None else "none"
         started = time.monotonic()
         options = ScanOptions(**{**self.options.__dict__, "started": started})
         token = self.token if not _is_process_pool(executor) else None
@@ -272,6 +226,13 @@ class Scanner:
         # no stat per file in this thread (see walk's ``sizes``): the readers measure
         items = walk(self.root, follow_symlinks=self.follow_symlinks,
                      max_file_size=self.max_file_size, sizes=False)
+        run: CacheRun | None = None
+        submitted: dict[Future, int] = {}  # cache clock at submission (racy entries)
+        if self.cache is not None:
+            run = self.cache.begin(self.root, digest=options.digest,
+                                   signatures=options.signatures,
+                                   follow_symlinks=self.follow_symlinks, summary=summary)
+            items = run.filter(items)
         t0 = time.perf_counter()
         carry: list[Entry] = []
         exhausted = False
@@ -289,7 +250,17 @@ class Scanner:
                         summary.add(result)
                         yield result
                     if batch:
-                        fut = executor.submit(scan_batch, batch, options, token)
+                        if executor is None:
+                            executor = _default_executor()
+                            summary.executor = type(executor).__name__
+                            token = self.token if not _is_process_pool(executor) else None
+                        fut: Future[Any]
+                        if run is not None:
+                            at = run.now_ns()  # before any read: the racy reference
+                            fut = executor.submit(scan_batch_stats, batch, options, token)
+                            submitted[fut] = at
+                        else:
+                            fut = executor.submit(scan_batch, batch, options, token)
                         pending[fut] = batch
                         summary.batches += 1
                         fut.add_done_callback(done.put)
@@ -304,8 +275,12 @@ class Scanner:
                 except queue.Empty:
                     continue
                 batch = pending.pop(fut)
+                at, stats = submitted.pop(fut, 0), None
                 try:
-                    results, elapsed, left = fut.result()
+                    if run is not None:
+                        results, elapsed, left, stats = fut.result()
+                    else:
+                        results, elapsed, left = fut.result()
                 except CancelledError:
                     summary.not_scanned += len(batch)
                     continue
@@ -313,6 +288,8 @@ class Scanner:
                     reason = f"task failed: {type(exc).__name__}"
                     results, elapsed, left = [failed(e[0], reason, e[1]) for e in batch], 0, 0
                 summary.not_scanned += left
+                if stats is not None and run is not None:
+                    run.store(results, stats, at)
                 if elapsed:
                     self._learn(results, elapsed)
                 for result in results:
@@ -328,14 +305,17 @@ class Scanner:
                 # count what the walk had found but nobody will scan
                 summary.not_scanned += sum(map(len, pending.values())) + len(carry)
             _close(items)
-            if own:
+            if own and executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
             elif pending:
                 _wait_quietly(pending)
             summary.cancelled = self.token.is_set()
+            if run is not None:
+                summary.cache = run.close(complete=clean_exit and not summary.cancelled)
+                record_cache_event(executor, summary)
             summary.elapsed = time.perf_counter() - t0
 
-    def _next_batch(self, items: Iterator[Entry | FileResult], carry: list[Entry]
+    def _next_batch(self, items: Iterator[Any], carry: list[Entry]
                     ) -> tuple[list[Entry], list[FileResult], bool]:
         """Pull entries until the batch is worth ``batch_seconds`` of estimated work."""
         per_unit = self._batch_cost
@@ -394,7 +374,7 @@ class Scanner:
         self.summary.sec_per_unit = self._sec_per_unit
 
 
-def _is_process_pool(executor: Executor) -> bool:
+def _is_process_pool(executor: Executor | None) -> bool:
     from concurrent.futures import ProcessPoolExecutor
 
     return isinstance(executor, ProcessPoolExecutor)

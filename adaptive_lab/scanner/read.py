@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from adaptive_lab.scanner.profiles import Profile
     from adaptive_lab.scanner.signatures import SignatureSet
 
-__all__ = ["MIN_CHUNK", "CancelToken", "ScanOptions", "check_digest", "scan_batch"]
+__all__ = ["MIN_CHUNK", "CancelToken", "ScanOptions", "check_digest", "scan_batch",
+           "scan_batch_stats"]
 
 MIN_CHUNK = 1 << 16
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
@@ -126,14 +127,43 @@ def scan_batch(items: list[Entry], options: ScanOptions, token: CancelToken | No
     return out, time.perf_counter() - t0, 0
 
 
+#: What a rescan cache keys an entry on: (size, mtime_ns, ctime_ns, ino, dev).
+FileStat = tuple[int, int, int, int, int]
+
+
+def scan_batch_stats(items: list[Entry], options: ScanOptions,
+                     token: CancelToken | None = None
+                     ) -> tuple[list[FileResult], float, int, list[FileStat | None]]:
+    """:func:`scan_batch` that also returns, per result, the ``fstat`` of the very
+    descriptor that was read, taken after the last read (``None`` for records that
+    are not ok): what a rescan cache stores beside the digest. Module-level, so
+    process pools can pickle it."""
+    t0 = time.perf_counter()
+    new_hash = _hasher(options.digest)
+    buf = bytearray(max(options.chunk_size, MIN_CHUNK))
+    view = memoryview(buf)
+    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
+    out: list[FileResult] = []
+    stats: list[FileStat | None] = []
+    seen: list[FileStat | None] = [None]
+    for i, item in enumerate(items):
+        if token is not None and token.is_set():
+            return out, time.perf_counter() - t0, len(items) - i, stats
+        seen[0] = None
+        out.append(_scan_file(item, options, flags, new_hash, buf, view, seen))
+        stats.append(seen[0])
+    return out, time.perf_counter() - t0, 0, stats
+
+
 _new_result = tuple.__new__  # FileResult(...) without the namedtuple's Python __new__
 
 
 def _scan_file(item: Entry, options: ScanOptions, flags: int,
-               new_hash: Callable[[], Any] | None, buf: bytearray, view: memoryview
-               ) -> FileResult:
+               new_hash: Callable[[], Any] | None, buf: bytearray, view: memoryview,
+               seen: list[FileStat | None] | None = None) -> FileResult:
     """Read one file: one ``open``, ``readv`` and ``fstat`` for a file smaller than
-    the buffer (most files; each system call is a GIL hand-off between threads)."""
+    the buffer (most files; each system call is a GIL hand-off between threads).
+    ``seen[0]`` receives the final ``fstat`` of an ok file (for a rescan cache)."""
     path, walk_size, index = item
     profile = options.profile
     if profile is not None:
@@ -171,8 +201,10 @@ def _scan_file(item: Entry, options: ScanOptions, flags: int,
             return failed(path, "changed during scan", total)
         matches = tuple(sorted(matcher.found)) if matcher is not None else ()
         digest = h.hexdigest() if h is not None else None
+        if seen is not None:
+            seen[0] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
         return _new_result(FileResult, (os.fsdecode(path), total, digest, matches, "ok",
-                                        None, path))
+                                        None, path, False))
     except OSError as exc:
         return _read_failed(fd, path, exc, walk_size)
     finally:

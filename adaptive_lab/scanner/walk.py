@@ -42,7 +42,8 @@ class FileResult(NamedTuple):
     ``status`` is ``"ok"`` (read and hashed), ``"skipped"`` (deliberately not read;
     ``reason`` says why) or ``"error"`` (reading failed; ``reason`` says how).
     ``path`` is the file name as text (undecodable bytes kept via surrogateescape,
-    ``os.fsencode(path) == raw_path``); ``raw_path`` is the exact bytes.
+    ``os.fsencode(path) == raw_path``); ``raw_path`` is the exact bytes. ``cached``
+    is True when the result came from a rescan cache instead of reading the file.
     """
 
     path: str
@@ -52,11 +53,13 @@ class FileResult(NamedTuple):
     status: str
     reason: str | None
     raw_path: bytes
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (``raw_path`` as hex only when the name is not UTF-8)."""
         d = {"path": self.path, "size": self.size, "digest": self.digest,
-             "matches": list(self.matches), "status": self.status, "reason": self.reason}
+             "matches": list(self.matches), "status": self.status, "reason": self.reason,
+             "cached": self.cached}
         try:
             self.raw_path.decode("utf-8")
         except UnicodeDecodeError:
