@@ -418,6 +418,22 @@ def test_a_cache_that_cannot_be_written_is_set_aside_with_a_warning(tree, tmp_pa
     assert summary.cache_hits == summary.files
 
 
+def test_a_damaged_schema_page(tree, tmp_path, capsys):
+    path = tmp_path / "c.sqlite"
+    check(tree, ScanCache(path, clock=FUTURE))
+    raw = bytearray(path.read_bytes())
+    raw[100:4096] = os.urandom(3996)  # page 1 past the header: the schema is unreadable
+    path.write_bytes(bytes(raw))
+    assert main(["cache", "stats", str(path)]) == 2  # stats only reports it
+    assert "damaged" in capsys.readouterr().err and path.read_bytes() == bytes(raw)
+    with pytest.warns(CacheWarning, match="damaged"):  # a scan rebuilds it
+        summary, _ = check(tree, ScanCache(path, clock=FUTURE))
+    assert summary.cache_misses == summary.files
+    path.write_bytes(bytes(raw))
+    assert main(["cache", "clear", str(path)]) == 0  # and so does clear
+    assert ScanCache(path).stats()["entries"] == 0
+
+
 def test_old_schema_is_rebuilt_newer_refused(tree, tmp_path):
     path = tmp_path / "c.sqlite"
     check(tree, ScanCache(path, clock=FUTURE))

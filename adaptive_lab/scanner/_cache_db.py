@@ -33,8 +33,8 @@ import warnings
 import zlib
 from typing import Any
 
-__all__ = ["APPLICATION_ID", "KEY", "SCHEMA_VERSION", "CacheWarning", "connect", "crc",
-           "evict_lru", "is_damaged", "open_db", "prune_age"]
+__all__ = ["APPLICATION_ID", "KEY", "SCHEMA_VERSION", "CacheWarning", "connect", "crc", "describe",
+           "evict_lru", "is_damaged", "is_ours", "open_db", "prune_age", "rebuild_file"]
 
 APPLICATION_ID = 0x414C5343  # "ALSC": adaptive-lab scan cache
 SCHEMA_VERSION = 1
@@ -111,9 +111,10 @@ def _head(path: bytes) -> bytes:
         return fh.read(100)
 
 
-def open_db(path: bytes, *, create: bool = True, timeout: float = 30.0
-            ) -> sqlite3.Connection:
-    """Open (or create) the cache at ``path``; ValueError if it is not one."""
+def open_db(path: bytes, *, create: bool = True, timeout: float = 30.0,
+            rebuild: bool = True) -> sqlite3.Connection:
+    """Open (or create) the cache at ``path``; ValueError if it is not one. A damaged
+    cache is rebuilt empty with a warning (``rebuild=False``: ValueError instead)."""
     name = os.fsdecode(path)
     try:
         st = os.stat(path)
@@ -144,6 +145,9 @@ def open_db(path: bytes, *, create: bool = True, timeout: float = 30.0
         ours = len(head) >= 72 and int.from_bytes(head[68:72], "big") == APPLICATION_ID
         if not (is_damaged(exc) and ours):  # never replace what may not be ours
             raise ValueError(f"cache: cannot use {name!r}: {exc}") from None
+        if not rebuild:
+            raise ValueError(f"cache: {name!r} is damaged ({exc}); `adaptive-lab cache "
+                             f"clear` rebuilds it") from None
         warnings.warn(f"cache {name!r} is damaged ({exc}): rebuilding it empty",
                       CacheWarning, stacklevel=3)
         rebuild_file(path)
@@ -153,7 +157,7 @@ def open_db(path: bytes, *, create: bool = True, timeout: float = 30.0
             raise ValueError(f"cache: cannot rebuild {name!r}: {exc2}") from None
 
 
-def _ours(path: bytes) -> bool:
+def is_ours(path: bytes) -> bool:
     """Whether ``path`` is missing, empty or marked as a cache (safe to replace)."""
     try:
         head = _head(path)
@@ -166,7 +170,7 @@ def _ours(path: bytes) -> bool:
 def rebuild_file(path: bytes) -> None:
     """Remove a damaged cache and its WAL companions, and create an empty file; a file
     that is not marked as a cache (replaced meanwhile) is left alone."""
-    if not _ours(path):
+    if not is_ours(path):
         raise OSError(f"{os.fsdecode(path)!r} is no longer an adaptive-lab scan cache")
     for p in _companions(path):
         try:

@@ -40,6 +40,7 @@ from adaptive_lab.scanner._cache_db import (
     describe,
     evict_lru,
     is_damaged,
+    is_ours,
     open_db,
     prune_age,
     rebuild_file,
@@ -120,7 +121,8 @@ class ScanCache:
     timeout
         Seconds to wait for another scan's write transaction before giving up.
     create
-        Create the file if missing (``False``: ValueError instead).
+        Create the file if missing, and check it now (``False``: ValueError if missing;
+        the methods check it, and ``clear`` rebuilds a damaged one).
     """
 
     def __init__(self, path: str | bytes | os.PathLike, *,
@@ -146,7 +148,10 @@ class ScanCache:
         self.granularity = float(granularity)
         self.clock: Callable[[], int] = clock or time.time_ns
         self.timeout = float(timeout)
-        open_db(self.path, create=create, timeout=self.timeout).close()
+        if create:
+            open_db(self.path, create=True, timeout=self.timeout).close()
+        elif not os.path.exists(self.path):  # each method opens (and checks) the file
+            raise ValueError(f"cache: {self.name!r} does not exist")
 
     def __repr__(self) -> str:
         return (f"ScanCache({self.name!r}, trust={sorted(self.trust)}, "
@@ -174,7 +179,7 @@ class ScanCache:
 
     def stats(self) -> dict[str, Any]:
         """Entries, directories, runs, racy and damaged entries, file size, last runs."""
-        con = open_db(self.path, create=False, timeout=self.timeout)
+        con = open_db(self.path, create=False, timeout=self.timeout, rebuild=False)
         try:
             info = describe(con)
         except sqlite3.Error as exc:
@@ -197,7 +202,7 @@ class ScanCache:
                          else max_age_runs, 1)
         cap = _check_int("max_entries", self.max_entries if max_entries is None
                          else max_entries, 0)
-        con = open_db(self.path, create=False, timeout=self.timeout)
+        con = open_db(self.path, create=False, timeout=self.timeout, rebuild=False)
         try:
             con.execute("BEGIN IMMEDIATE")
             run = con.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0]
@@ -214,7 +219,14 @@ class ScanCache:
 
     def clear(self) -> int:
         """Remove every entry (a damaged cache is rebuilt); returns entries removed."""
-        con = open_db(self.path, create=False, timeout=self.timeout)
+        try:
+            con = open_db(self.path, create=False, timeout=self.timeout, rebuild=False)
+        except ValueError:
+            if not is_ours(self.path):
+                raise
+            rebuild_file(self.path)  # damaged, or of an old schema: start afresh
+            open_db(self.path, timeout=self.timeout).close()
+            return 0
         try:
             con.execute("BEGIN IMMEDIATE")
             removed = con.execute("DELETE FROM entries").rowcount
