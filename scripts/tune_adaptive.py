@@ -197,7 +197,7 @@ def step_response(run: dict, step_at: float, target: float, window: float = 0.5)
 
 def sim_curve(n: int, latency: float, cost: float, penalty: float) -> tuple[float, float]:
     """Model X(n), R(n): linear n / latency, a rounded knee at 1 / cost, then a loss of
-    ``penalty`` per doubling past the knee (shape of shared/MEASURED.md)."""
+    ``penalty`` per doubling past the knee (the shape measured on this machine)."""
     lin, cap = n / latency, 1.0 / cost
     x = (lin ** -4 + cap ** -4) ** -0.25
     knee = cap * latency

@@ -60,7 +60,7 @@ def run_pool_benchmark(sizes: Sequence[int] = (1, 2, 4, 8, 32), tasks: int = 20_
             raise ValueError(f"unknown pattern {name!r}; known: {sorted(PATTERNS)}")
     if tasks < 1 or repeat < 1:
         raise ValueError("tasks and repeat must be >= 1")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pattern in patterns:
         run = PATTERNS[pattern]
         n_tasks = tasks if pattern == "batch" else max(1, tasks // 4)
@@ -150,8 +150,8 @@ def run_growth_benchmark(workers: int = 256, spinners: int = 2, repeat: int = 5
                     ex = AdaptiveThreadPoolExecutor(workers, min_workers=1, policy=None,
                                                     initial_workers=1)
 
-                    def start(task: Callable[[], None],
-                              ex: AdaptiveThreadPoolExecutor = ex) -> None:  # type: ignore[assignment]
+                    def start(task: Callable[[], None],  # type: ignore[misc]
+                              ex: AdaptiveThreadPoolExecutor = ex) -> None:
                         for _ in range(workers):
                             ex.submit(task)
                         ex.resize(workers)

@@ -18,6 +18,7 @@ Workloads in :data:`HELD_OUT` are never used to tune the policy; reports list th
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import gc
 import hashlib
 import math
@@ -155,7 +156,7 @@ def _contenders(sizes: Sequence[int]) -> dict[str, Callable[[], cf.Executor]]:
     makers: dict[str, Callable[[], cf.Executor]] = {
         "adaptive": default_pool, "tpe-default": cf.ThreadPoolExecutor}
     for s in sizes:
-        makers[f"tpe-{s}"] = lambda s=s: cf.ThreadPoolExecutor(s)
+        makers[f"tpe-{s}"] = functools.partial(cf.ThreadPoolExecutor, s)
     return makers
 
 

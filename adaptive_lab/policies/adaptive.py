@@ -106,18 +106,19 @@ class ThroughputSeekingPolicy(ThroughputSeekingMoves):
             ready = self.state is State.CLIMB and self._ready(0.0)
         if not ready:
             return False
+        assert self._measuring is not None
         p, big = self._measuring.point(), obs.workers * self.growth ** 2
         if self.state is State.CLIMB and self._little_climb(obs, p) < big:
             return False
         return self._little_size(p) >= big and self._cap(p, obs) >= big
 
     def _measured(self, obs: Observation) -> Decision:
-        n = obs.workers
+        n, seg = obs.workers, self._measuring
+        assert seg is not None
         if not (self._sure_jump(obs) or self._ready(self.window)):
-            seg = self._measuring
             return self._go(obs, n, f"hold: measuring {n} ({seg.tasks:.0f} tasks in "
                                     f"{seg.dur:.2f}s, {self.state.value})")
-        p = self._measuring.point()
+        p = seg.point()
         self._measuring = _Segment(n)
         if p.latency > 0 and not p.latency >= self._min_latency:  # (NaN: take it)
             self._min_latency, self._min_latency_at = p.latency, p.n
