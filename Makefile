@@ -19,12 +19,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check adaptive_lab tests
+	$(BIN)/mypy
 	ADAPTIVE_LAB_CI=1 $(BIN)/python -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
 		--nbval-sanitize-with notebooks/sanitize.cfg
 
 lint: $(STAMP)
 	$(BIN)/ruff check adaptive_lab tests
+	$(BIN)/mypy
 
 lab: $(STAMP)
 	$(BIN)/adaptive-lab lab

@@ -78,7 +78,7 @@ class Entry(NamedTuple):
 
     path: bytes
     size: int
-    index: int
+    index: int  # type: ignore[assignment]  # a field, shadowing tuple.index on purpose
 
 
 def skipped(path: bytes, reason: str, size: int = 0) -> FileResult:
@@ -223,7 +223,7 @@ def walk(root: str | bytes | os.PathLike, *, follow_symlinks: bool = False,
                         fd = os.open(name, _DIR_LIST_FLAGS, dir_fd=last_fd)
                     else:
                         fd = open_path(top, _DIR_LIST_FLAGS)
-                    it = os.scandir(fd)
+                    it = os.scandir(fd)  # type: ignore[assignment]  # bytes names via the fd
             except OSError as exc:
                 if fd >= 0:
                     os.close(fd)
