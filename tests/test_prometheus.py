@@ -269,26 +269,3 @@ def test_demo_takes_the_metrics_port():
 
     args = build_parser().parse_args(["demo", "--metrics-port", "9109"])
     assert args.metrics_port == 9109 and args.metrics_addr == "127.0.0.1"
-
-
-def test_a_dask_cluster_sized_by_a_policy_is_exported():
-    pytest.importorskip("distributed")
-    from distributed import Client, LocalCluster
-
-    from adaptive_lab.integrations.dask import PolicyAdaptive
-
-    reg = prometheus_client.CollectorRegistry()
-    prom.register(reg)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        adaptive = cluster.adapt(Adaptive=PolicyAdaptive, policy="utilization_band",
-                                 minimum=1, maximum=2, interval="100ms")
-        assert client.gather(client.map(abs, range(-20, 0))) == list(range(20, 0, -1))
-        assert adaptive.controller.wait_ticks(adaptive.controller.ticks + 2, timeout=60)
-        fams = {f.name: f for f in text_string_to_metric_families(
-            prometheus_client.generate_latest(reg).decode())}
-        adaptive.stop()
-    names = {s.labels["pool"] for s in fams["adaptive_lab_workers"].samples}
-    (name,) = [n for n in names if n.startswith("dask-")]
-    assert _value(fams, "adaptive_lab_workers_max", pool=name) == 2
-    assert any(s.labels["pool"] == name for s in fams["adaptive_lab_decisions"].samples)
