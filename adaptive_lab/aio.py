@@ -30,7 +30,7 @@ from adaptive_lab.executors.adaptive import DEFAULT_POLICY
 from adaptive_lab.executors.aio import ResizableLimiter
 from adaptive_lab.executors.thread import _check_count
 from adaptive_lab.policies.base import Policy
-from adaptive_lab.policies.registry import make_policy
+from adaptive_lab.policies.registry import resolve_policy
 from adaptive_lab.trace.format import Trace
 from adaptive_lab.trace.recorder import Recorder
 
@@ -138,11 +138,7 @@ class AdaptiveLimiter(ResizableLimiter):
         metrics: MetricsSource | None = None,
         workload: dict | None = None,
     ) -> None:
-        if isinstance(policy, str):
-            policy = make_policy(policy)
-        elif policy is not None and not isinstance(policy, Policy):
-            raise TypeError(f"policy must be a Policy, a registered name or None, "
-                            f"got {policy!r}")
+        policy = resolve_policy(policy)
         _check_count("min_limit", min_limit)
         _check_count("max_limit", max_limit)
         if min_limit > max_limit:

@@ -3,10 +3,10 @@
 ThreadPoolExecutor, our pool at a fixed size (``policy=None``) and our pool held at
 that size by a policy (the controller sampling as it runs, as by default) run the same
 no-op tasks at the same worker counts, in interleaved repetitions within one process,
-so a noisy shared machine affects them alike; the result is reported as a ratio of medians. Two patterns: "batch"
-(submit all, then wait: about 85 k tasks/s here) and "serial" (submit one and wait:
-wake-up latency dominates). :func:`run_growth_benchmark` times a growth by many
-threads while other threads hold the GIL.
+so a noisy shared machine affects them alike; results are ratios of medians. Two
+patterns: "batch" (submit all, then wait: about 85 k tasks/s here) and "serial"
+(submit one and wait: wake-up latency dominates). :func:`run_growth_benchmark` times a
+growth by many threads while other threads hold the GIL.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from adaptive_lab.executors.thread import (
     _check_count,
 )
 from adaptive_lab.policies.base import Policy
-from adaptive_lab.policies.registry import make_policy
+from adaptive_lab.policies.registry import resolve_policy
 from adaptive_lab.policies.threshold import THRESHOLD_DEFAULTS
 from adaptive_lab.trace.format import Trace
 from adaptive_lab.trace.recorder import Recorder
@@ -138,11 +138,7 @@ class AdaptiveThreadPoolExecutor(ResizableThreadPoolExecutor):
         metrics: Any = None,
         workload: dict | None = None,
     ) -> None:
-        if isinstance(policy, str):
-            policy = make_policy(policy)
-        elif policy is not None and not isinstance(policy, Policy):
-            raise TypeError(f"policy must be a Policy, a registered name or None, "
-                            f"got {policy!r}")
+        policy = resolve_policy(policy)
         cores = available_cores()
         if max_workers is None:
             max_workers = default_bounds(cores)[1] if policy is not None else min(32, cores + 4)

@@ -36,6 +36,16 @@ def make_policy(name: str, **params: Any) -> Policy:
     return policy_class(name)(**params)
 
 
+def resolve_policy(policy: Policy | str | None) -> Policy | None:
+    """A policy object from what a pool or limiter was given: a policy, a registered
+    name, or None (no policy: a fixed size)."""
+    if isinstance(policy, str):
+        return make_policy(policy)
+    if policy is not None and not isinstance(policy, Policy):
+        raise TypeError(f"policy must be a Policy, a registered name or None, got {policy!r}")
+    return policy
+
+
 def parse_assignments(items: list[str] | None,
                       policy: type[Policy] | None = None) -> dict[str, Any]:
     """Parse CLI ``key=value`` strings (``--set``).

@@ -114,10 +114,7 @@ def scan_batch(items: list[Entry], options: ScanOptions, token: CancelToken | No
     a file that grows without end (or a device swapped in) cannot keep a worker busy.
     """
     t0 = time.perf_counter()
-    new_hash = _hasher(options.digest)
-    buf = bytearray(max(options.chunk_size, MIN_CHUNK))
-    view = memoryview(buf)
-    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
+    new_hash, buf, view, flags = _batch_tools(options)
     out: list[FileResult] = []
     append = out.append
     for i, item in enumerate(items):
@@ -125,6 +122,14 @@ def scan_batch(items: list[Entry], options: ScanOptions, token: CancelToken | No
             return out, time.perf_counter() - t0, len(items) - i
         append(_scan_file(item, options, flags, new_hash, buf, view))
     return out, time.perf_counter() - t0, 0
+
+
+def _batch_tools(options: ScanOptions) -> tuple[Callable[[], Any] | None, bytearray,
+                                               memoryview, int]:
+    """What every file of a batch shares: the hasher, one read buffer, open flags."""
+    buf = bytearray(max(options.chunk_size, MIN_CHUNK))
+    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
+    return _hasher(options.digest), buf, memoryview(buf), flags
 
 
 #: What a rescan cache keys an entry on: (size, mtime_ns, ctime_ns, ino, dev).
@@ -139,10 +144,7 @@ def scan_batch_stats(items: list[Entry], options: ScanOptions,
     are not ok): what a rescan cache stores beside the digest. Module-level, so
     process pools can pickle it."""
     t0 = time.perf_counter()
-    new_hash = _hasher(options.digest)
-    buf = bytearray(max(options.chunk_size, MIN_CHUNK))
-    view = memoryview(buf)
-    flags = _READ_FLAGS if options.follow_symlinks else _READ_FLAGS | os.O_NOFOLLOW
+    new_hash, buf, view, flags = _batch_tools(options)
     out: list[FileResult] = []
     stats: list[FileStat | None] = []
     seen: list[FileStat | None] = [None]
