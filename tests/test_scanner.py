@@ -715,12 +715,18 @@ def test_ctrl_c_stops_promptly_and_leaves_no_threads(tmp_path):
     root = slow_tree(tmp_path)
     before = set(threading.enumerate())
     scanner = Scanner(root, profile=profile_by_name("latency", latency_ms=50))
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    sent: list[bool] = []
+
+    def interrupt_once(_: FileResult) -> None:
+        # Ctrl-C while the scan is surely running (after its first result), not at a
+        # fixed time: a fast pool may have finished 0.3 s in
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
     t0 = time.monotonic()
-    timer.start()
     with pytest.raises(KeyboardInterrupt):
-        scanner.run()
-    timer.join()
+        scanner.run(on_result=interrupt_once)
     assert time.monotonic() - t0 < 1.8
     assert scanner.summary.cancelled
     s = scanner.summary
